@@ -1,0 +1,331 @@
+//! Server configuration: every tunable with its default, parsing of sizes and durations, and validation.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hydrogen_ws_protocol::HandshakeLimits;
+
+/// What the server does with the messages it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every text and binary message is sent back unchanged (conformance testing, benchmarks).
+    Echo,
+}
+
+impl Mode {
+    /// The name used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Echo => "echo",
+        }
+    }
+}
+
+/// Size and time limits. Each one, when exceeded, is refused with its own HTTP status or close code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message (all fragments together) in bytes; more is closed with 1009.
+    pub max_message_size: usize,
+    /// Largest single frame payload in bytes; a larger declared length is closed with 1009 before anything
+    /// is read or allocated.
+    pub max_frame_size: usize,
+    /// Largest upgrade request head in bytes (431 beyond).
+    pub max_header_bytes: usize,
+    /// Most header lines in the upgrade request (431 beyond).
+    pub max_headers: usize,
+    /// Longest request target (414 beyond).
+    pub max_target_len: usize,
+    /// Time allowed for the whole upgrade request to arrive (408 after it).
+    pub handshake_timeout: Duration,
+    /// Time one write may stay blocked on a client that does not read; the client is then evicted.
+    pub send_timeout: Duration,
+    /// Time a connection may stay silent before it is closed (1001); `None` disables it.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 1 << 20,
+            max_frame_size: 1 << 20,
+            max_header_bytes: 8 * 1024,
+            max_headers: 64,
+            max_target_len: 2048,
+            handshake_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(10),
+            idle_timeout: None,
+        }
+    }
+}
+
+impl Limits {
+    /// The handshake parser's share of these limits.
+    pub fn handshake(&self) -> HandshakeLimits {
+        HandshakeLimits {
+            max_head_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            max_target_len: self.max_target_len,
+        }
+    }
+}
+
+/// Everything the server needs to run. `Config::default()` is a working configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// What to do with messages.
+    pub mode: Mode,
+    /// Worker threads; also the connection capacity (one connection per worker).
+    pub threads: usize,
+    /// Stack size of each worker thread in bytes (idle memory per connection is mostly this).
+    pub stack_size: usize,
+    /// Listen backlog.
+    pub backlog: i32,
+    /// Limits applied to every connection.
+    pub limits: Limits,
+    /// Hard bound on the whole shutdown sequence.
+    pub shutdown_timeout: Duration,
+    /// Seconds a refused client is told to wait (`Retry-After`) when the server is full.
+    pub retry_after_secs: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5001)),
+            mode: Mode::Echo,
+            threads: 256,
+            stack_size: 128 * 1024,
+            backlog: 1024,
+            limits: Limits::default(),
+            shutdown_timeout: Duration::from_millis(500),
+            retry_after_secs: 1,
+        }
+    }
+}
+
+/// A configuration value that breaks a rule; names the option and the rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The option, as spelled on the command line (`--threads`).
+    pub option: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.option, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    pub(crate) fn new(option: &'static str, problem: impl Into<String>) -> Self {
+        ConfigError {
+            option,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Smallest worker stack we accept: below this a deep handler call could overflow.
+pub const MIN_STACK_SIZE: usize = 32 * 1024;
+/// Most worker threads (and so connections) one server runs.
+pub const MAX_THREADS: usize = 100_000;
+
+impl Config {
+    /// Checks every rule; the first broken one is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        if self.threads == 0 || self.threads > MAX_THREADS {
+            return Err(ConfigError::new(
+                "--threads",
+                format!("must be between 1 and {MAX_THREADS}"),
+            ));
+        }
+        if self.stack_size < MIN_STACK_SIZE {
+            return Err(ConfigError::new(
+                "--stack-size",
+                format!("must be at least {}", format_size(MIN_STACK_SIZE)),
+            ));
+        }
+        if self.backlog <= 0 {
+            return Err(ConfigError::new("--backlog", "must be at least 1"));
+        }
+        if l.max_message_size == 0 {
+            return Err(ConfigError::new(
+                "--max-message-size",
+                "must be at least 1 byte",
+            ));
+        }
+        if l.max_frame_size == 0 {
+            return Err(ConfigError::new(
+                "--max-frame-size",
+                "must be at least 1 byte",
+            ));
+        }
+        if l.max_frame_size > l.max_message_size {
+            return Err(ConfigError::new(
+                "--max-frame-size",
+                "must not exceed --max-message-size",
+            ));
+        }
+        if l.max_header_bytes < 256 {
+            return Err(ConfigError::new(
+                "--max-header-size",
+                "must be at least 256 bytes",
+            ));
+        }
+        if l.max_headers < 8 {
+            return Err(ConfigError::new("--max-headers", "must be at least 8"));
+        }
+        if l.handshake_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "--handshake-timeout",
+                "must be more than 0",
+            ));
+        }
+        if l.send_timeout.is_zero() {
+            return Err(ConfigError::new("--send-timeout", "must be more than 0"));
+        }
+        if self.shutdown_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "--shutdown-timeout",
+                "must be more than 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a byte size: a whole number with an optional suffix `B`, `KiB`, `MiB`, `GiB` (powers of 1024),
+/// `K`/`M`/`G` (also powers of 1024) or `KB`/`MB`/`GB` (powers of 1000). Case-insensitive.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, suffix) = t.split_at(split);
+    if digits.is_empty() {
+        return Err(format!(
+            "'{text}' is not a size (examples: 65536, 64KiB, 16MiB)"
+        ));
+    }
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is too large"))?;
+    let mult: usize = match suffix.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}' in '{text}' (use B, KiB, MiB, GiB, KB, MB or GB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// Parses a duration: a whole number with a unit `ms`, `s`, `m` or `h`; a bare number means seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    if digits.is_empty() {
+        return Err(format!(
+            "'{text}' is not a duration (examples: 500ms, 5s, 2m)"
+        ));
+    }
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is too large"))?;
+    let ms = match unit.trim() {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1_000),
+        "m" | "min" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        other => {
+            return Err(format!(
+                "unknown duration unit '{other}' in '{text}' (use ms, s, m or h)"
+            ))
+        }
+    };
+    ms.map(Duration::from_millis)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// Formats a byte count the way `parse_size` reads it back (`16MiB`, `8KiB`, `100B`).
+pub fn format_size(n: usize) -> String {
+    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if n >= 1 << shift && n % (1 << shift) == 0 {
+            return format!("{}{unit}", n >> shift);
+        }
+    }
+    format!("{n}B")
+}
+
+/// Formats a duration the way `parse_duration` reads it back.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("64kib"), Ok(64 << 10));
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("2KB"), Ok(2000));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("99999999999999999999999").is_err());
+        assert!(parse_size("18446744073709551615GiB").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5 fortnights").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        for n in [1usize, 100, 1024, 16 << 20, 3 << 30, 1500] {
+            assert_eq!(parse_size(&format_size(n)), Ok(n));
+        }
+        for d in [Duration::from_millis(250), Duration::from_secs(30)] {
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+    }
+
+    #[test]
+    fn default_is_valid_and_rules_name_the_option() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let mut c = Config::default();
+        c.threads = 0;
+        assert_eq!(c.validate().map_err(|e| e.option), Err("--threads"));
+        let mut c = Config::default();
+        c.limits.max_frame_size = c.limits.max_message_size + 1;
+        assert_eq!(c.validate().map_err(|e| e.option), Err("--max-frame-size"));
+    }
+}

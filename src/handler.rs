@@ -1,0 +1,33 @@
+//! The application's side of a connection.
+
+use hydrogen_ws_protocol::Message;
+
+use crate::connection::Conn;
+
+/// What the server calls for each connection. One handler serves every connection, from many worker
+/// threads at once, so it is `Send + Sync`; per-connection state can be keyed on [`Conn::id`].
+///
+/// Callbacks run on the connection's worker thread: a slow callback delays only that connection.
+/// A panic in a callback closes that connection and is counted; the worker and every other connection
+/// carry on.
+pub trait Handler: Send + Sync + 'static {
+    /// The upgrade succeeded; the connection is open.
+    fn on_open(&self, _conn: &Conn) {}
+
+    /// A whole message arrived (fragments reassembled, text validated as UTF-8).
+    fn on_message(&self, conn: &Conn, message: Message<'_>);
+
+    /// The connection is ending (close handshake, error, shutdown or the peer leaving).
+    fn on_close(&self, _conn: &Conn) {}
+}
+
+/// Sends every text and binary message back unchanged: the mode for conformance tests and benchmarks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Echo;
+
+impl Handler for Echo {
+    fn on_message(&self, conn: &Conn, message: Message<'_>) {
+        // A failed send has already been logged and has shut the connection; nothing more to do here.
+        let _ = conn.send(message);
+    }
+}

@@ -1,0 +1,61 @@
+//! hydrogen-ws: a WebSocket server (RFC 6455) over blocking sockets on a fixed thread pool, built to stop
+//! in milliseconds.
+//!
+//! ```text
+//!  acceptor thread ──accept──> pool (N workers, crossbeam channel) ──> connection (one per worker)
+//!       │ all busy: 503 + Retry-After                                   │ handshake (deadline) -> 101
+//!       │                                                               │ read loop: bytes -> Session
+//!       └── shutdown(): listener shut, 1001 to every registered ──┐     │   -> messages -> Handler
+//!                       connection, shutdown(Both) -> workers wake └──> registry (slot per worker)
+//! ```
+//!
+//! The protocol itself (handshake parsing, frames, messages, the close handshake) lives in the sans-IO
+//! crate [`hydrogen_ws_protocol`]; this crate owns sockets, threads and policy.
+//!
+//! # Example
+//!
+//! An echo server on a free port, one client, and a shutdown that tells the client why:
+//!
+//! ```
+//! use hydrogen_ws::{Config, Echo, Server};
+//!
+//! let mut config = Config::default();
+//! config.listen = "127.0.0.1:0".parse().unwrap();
+//! config.threads = 4;
+//! let server = Server::start(config, Echo).unwrap();
+//!
+//! let url = format!("ws://{}/", server.local_addr());
+//! let (mut client, _) = tungstenite::connect(url).unwrap();
+//! client.send(tungstenite::Message::text("hello")).unwrap();
+//! assert_eq!(client.read().unwrap(), tungstenite::Message::text("hello"));
+//!
+//! let report = server.shutdown();
+//! assert_eq!(report.close_frames, 1);
+//! match client.read().unwrap() {
+//!     tungstenite::Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1001),
+//!     other => panic!("expected a close frame, got {other:?}"),
+//! }
+//! ```
+#![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod cli;
+pub mod config;
+mod connection;
+mod handler;
+mod listener;
+
+pub mod log;
+mod pool;
+mod registry;
+mod server;
+pub mod shutdown;
+pub mod status;
+
+pub use config::{Config, ConfigError, Limits, Mode};
+pub use connection::{Conn, SendError};
+pub use handler::{Echo, Handler};
+pub use hydrogen_ws_protocol as protocol;
+pub use server::{Server, ServerError, ServerHandle};
+pub use shutdown::{ShutdownReport, Signals};
+pub use status::{Stats, StatsSnapshot};

@@ -1,0 +1,68 @@
+//! The `hydrogen-ws` binary: arguments -> Config -> Server -> wait for a signal -> shutdown -> exit.
+
+use std::process::ExitCode;
+
+use hydrogen_ws::cli::{self, Command};
+use hydrogen_ws::log::{self, Level};
+use hydrogen_ws::{shutdown, Echo, Mode, Server, Signals};
+
+fn main() -> ExitCode {
+    let command = cli::parse(std::env::args().skip(1), |k| std::env::var(k).ok());
+    let (config, level) = match command {
+        Ok(Command::Run(config, level)) => (config, level),
+        Ok(Command::Help) => {
+            print!("{}", cli::help());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("hydrogen-ws {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("hydrogen-ws: {e}");
+            eprintln!("hydrogen-ws: see --help for every option and its rules");
+            return ExitCode::from(2);
+        }
+    };
+    log::set_level(level);
+
+    // Signals are caught before the server says it is ready, so a SIGTERM right after start-up is
+    // already a graceful shutdown.
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hydrogen-ws: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown_timeout = config.shutdown_timeout;
+    let mode = config.mode;
+    let threads = config.threads;
+    let server = match mode {
+        Mode::Echo => Server::start(config, Echo),
+    };
+    let server = match server {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hydrogen-ws: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // This line is the readiness signal scripts wait for; it always prints, whatever the log level.
+    eprintln!("listening on ws://{}", server.local_addr());
+    hydrogen_ws::log_at!(
+        Level::Info,
+        "mode {}, {threads} workers, shutdown deadline {}",
+        mode.as_str(),
+        hydrogen_ws::config::format_duration(shutdown_timeout)
+    );
+
+    if let Err(e) = signals.wait() {
+        eprintln!("hydrogen-ws: {e}");
+    }
+    // Whatever happens from here, the process is gone shortly after the deadline.
+    shutdown::exit_after(shutdown_timeout + std::time::Duration::from_millis(100));
+    let report = server.handle().shutdown();
+    // Exit without joining idle workers or running destructors: every connection is already closed.
+    std::process::exit(if report.completed() { 0 } else { 1 });
+}

@@ -1,0 +1,90 @@
+//! The table of live connections: one slot per worker.
+//!
+//! Pool size equals connection capacity and a worker owns one connection at a time, so slot `i` belongs to
+//! worker `i`: registering and leaving never contend on a shared lock, and shutdown, status and broadcast
+//! walk the slots. The count of occupied slots is kept beside them so "are we done?" is one atomic load.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::Thread;
+
+use crate::connection::Conn;
+
+/// Live connections, indexed by worker.
+pub struct Registry {
+    slots: Box<[Mutex<Option<Arc<Conn>>>]>,
+    live: AtomicUsize,
+    /// Woken when `live` drops to zero (the shutdown sequence waits on it).
+    waiter: Mutex<Option<Thread>>,
+}
+
+impl Registry {
+    /// A registry with `capacity` slots.
+    pub fn new(capacity: usize) -> Self {
+        Registry {
+            slots: (0..capacity).map(|_| Mutex::new(None)).collect(),
+            live: AtomicUsize::new(0),
+            waiter: Mutex::new(None),
+        }
+    }
+
+    /// Connections registered now (in the handshake or open).
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn insert(&self, slot: usize, conn: Arc<Conn>) {
+        if let Some(s) = self.slots.get(slot) {
+            let mut guard = s.lock().unwrap_or_else(PoisonError::into_inner);
+            if guard.replace(conn).is_none() {
+                self.live.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    pub(crate) fn remove(&self, slot: usize) {
+        let Some(s) = self.slots.get(slot) else {
+            return;
+        };
+        let old = s.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if old.is_some() && self.live.fetch_sub(1, Ordering::SeqCst) == 1 {
+            if let Some(t) = self
+                .waiter
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+            {
+                t.unpark();
+            }
+        }
+        // `old` drops here, after the slot lock is released: closing the descriptor is not done under it.
+        drop(old);
+    }
+
+    /// Every registered connection, in slot order.
+    pub fn snapshot(&self) -> Vec<Arc<Conn>> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).clone())
+            .collect()
+    }
+
+    /// Blocks the calling thread until no connection is registered or `deadline` passes; returns whether
+    /// the registry emptied.
+    pub(crate) fn wait_empty(&self, deadline: std::time::Instant) -> bool {
+        *self.waiter.lock().unwrap_or_else(PoisonError::into_inner) = Some(std::thread::current());
+        let emptied = loop {
+            if self.live() == 0 {
+                break true;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break false;
+            }
+            // Unparked by the last `remove`; the timeout also covers a wake-up that raced the check above.
+            std::thread::park_timeout((deadline - now).min(std::time::Duration::from_millis(5)));
+        };
+        *self.waiter.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        emptied
+    }
+}

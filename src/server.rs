@@ -1,0 +1,211 @@
+//! The server: binds, starts the acceptor and the worker pool, and hands out a [`ServerHandle`].
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use socket2::Socket;
+
+use crate::config::{Config, ConfigError};
+use crate::handler::Handler;
+use crate::listener;
+use crate::pool::{self, Pool};
+use crate::registry::Registry;
+use crate::shutdown::{self, ShutdownReport, ShutdownState};
+use crate::status::{Stats, StatsSnapshot};
+
+/// Why the server could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration breaks a rule.
+    Config(ConfigError),
+    /// The listening socket could not be bound.
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// A thread could not be started (too many threads or too little memory for their stacks).
+    Spawn(io::Error),
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Config(e) => write!(f, "invalid configuration: {e}"),
+            ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            ServerError::Spawn(e) => write!(f, "cannot start threads: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServerError::Config(e) => Some(e),
+            ServerError::Bind { source, .. } => Some(source),
+            ServerError::Spawn(e) => Some(e),
+        }
+    }
+}
+
+impl From<ConfigError> for ServerError {
+    fn from(e: ConfigError) -> Self {
+        ServerError::Config(e)
+    }
+}
+
+/// State every thread of one server shares.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) registry: Registry,
+    pub(crate) pool: Pool,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) listener: Arc<Socket>,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) shutdown_state: ShutdownState,
+    pub(crate) started_at: Instant,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutdown_state.started()
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn linger_deadline(&self) -> Instant {
+        self.shutdown_state.linger_until()
+    }
+}
+
+/// A running server. Dropping it does not stop it: call [`Server::shutdown`] (or keep a
+/// [`ServerHandle`] and call its `shutdown`).
+pub struct Server {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Validates `config`, binds the listening socket and starts the acceptor and every worker. Returns
+    /// once the server accepts connections.
+    pub fn start(config: Config, handler: impl Handler) -> Result<Server, ServerError> {
+        config.validate()?;
+        let listener =
+            listener::bind(config.listen, config.backlog).map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or(config.listen);
+        let shared = Arc::new(Shared {
+            registry: Registry::new(config.threads),
+            pool: Pool::new(config.threads),
+            handler: Arc::new(handler),
+            stats: Arc::new(Stats::default()),
+            listener: Arc::new(listener),
+            local_addr,
+            shutdown_state: ShutdownState::default(),
+            started_at: Instant::now(),
+            next_id: AtomicU64::new(1),
+            config,
+        });
+        let (jobs_tx, jobs_rx) = pool::channel(shared.config.threads);
+        let mut threads = pool::spawn_workers(&shared, &jobs_rx).map_err(ServerError::Spawn)?;
+        drop(jobs_rx);
+        let acceptor_shared = Arc::clone(&shared);
+        let acceptor = std::thread::Builder::new()
+            .name("hydrogen-ws-acceptor".into())
+            .stack_size(128 * 1024)
+            .spawn(move || listener::accept_loop(&acceptor_shared, jobs_tx))
+            .map_err(ServerError::Spawn)?;
+        threads.push(acceptor);
+        Ok(Server { shared, threads })
+    }
+
+    /// The address the server listens on (with the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// A cloneable handle for other threads: shutdown, counters.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Runs the shutdown sequence, then waits (bounded by the shutdown timeout) for the server's threads
+    /// to end. Idle workers leave as soon as the acceptor does.
+    pub fn shutdown(self) -> ShutdownReport {
+        let report = shutdown::run(&self.shared);
+        let deadline = Instant::now() + self.shared.config.shutdown_timeout;
+        for t in self.threads {
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+        report
+    }
+}
+
+/// A cheap, cloneable handle to a running server.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl ServerHandle {
+    /// Runs the shutdown sequence (stop accepting, 1001 to every client, shutdown(Both), bounded join)
+    /// and returns its report. Safe to call from several threads: one runs it, the others get the same
+    /// report.
+    pub fn shutdown(&self) -> ShutdownReport {
+        shutdown::run(&self.shared)
+    }
+
+    /// Whether a shutdown has started.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.is_shutting_down()
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// Connections registered now (open or in the handshake).
+    pub fn connections(&self) -> usize {
+        self.shared.registry.live()
+    }
+
+    /// The server's counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Time since the server started.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.shared.started_at.elapsed()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+}

@@ -1,0 +1,177 @@
+//! The echo server over real sockets: interop with a client library, and every close code a raw client
+//! can provoke.
+
+mod support;
+
+use std::time::Duration;
+
+use hydrogen_ws::{Conn, Handler};
+use hydrogen_ws_protocol::{Message, OpCode};
+use support::{config, echo_server, server_with, RawClient};
+
+#[test]
+fn tungstenite_client_gets_text_and_binary_back() {
+    let server = echo_server();
+    let (mut ws, response) =
+        tungstenite::connect(format!("ws://{}/", server.local_addr())).expect("connect");
+    assert_eq!(response.status(), 101);
+    ws.send(tungstenite::Message::text("héllo")).expect("send");
+    assert_eq!(
+        ws.read().expect("read"),
+        tungstenite::Message::text("héllo")
+    );
+    let blob: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    ws.send(tungstenite::Message::binary(blob.clone()))
+        .expect("send");
+    assert_eq!(ws.read().expect("read"), tungstenite::Message::binary(blob));
+    ws.close(None).expect("close");
+    // The server answers the close and then closes TCP.
+    loop {
+        match ws.read() {
+            Ok(_) => continue,
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    server.shutdown();
+}
+
+#[test]
+fn fragmented_message_with_ping_in_between() {
+    let server = echo_server();
+    let mut c = RawClient::open(server.local_addr());
+    c.send_frame(false, OpCode::Text, b"Hel");
+    c.send_frame(true, OpCode::Ping, b"are you there");
+    c.send_frame(true, OpCode::Continuation, b"lo");
+    let pong = c.read_frame().expect("pong");
+    assert_eq!(
+        (pong.opcode, pong.payload.as_slice()),
+        (0xA, &b"are you there"[..])
+    );
+    let msg = c.read_frame().expect("echo");
+    assert_eq!(
+        (msg.fin, msg.opcode, msg.payload.as_slice()),
+        (true, 1, &b"Hello"[..])
+    );
+    server.shutdown();
+}
+
+#[test]
+fn close_handshake_echoes_the_code_and_server_closes_tcp() {
+    let server = echo_server();
+    let mut c = RawClient::open(server.local_addr());
+    c.send_frame(true, OpCode::Close, &[0x0b, 0xb8, b'b', b'y', b'e']); // 3000
+    assert_eq!(c.read_close().expect("close"), Some(3000));
+    assert_eq!(c.read_to_eof().expect("eof"), 0);
+    server.shutdown();
+}
+
+#[test]
+fn frame_pipelined_behind_the_upgrade_request_is_not_lost() {
+    let server = echo_server();
+    let mut c = RawClient::connect(server.local_addr());
+    let mut bytes = support::upgrade_request("").into_bytes();
+    bytes.extend(hydrogen_ws_protocol::encode_masked_frame(
+        true,
+        OpCode::Text,
+        [1, 2, 3, 4],
+        b"early",
+    ));
+    c.send_raw(&bytes);
+    assert_eq!(c.read_response().expect("101").status, 101);
+    assert_eq!(c.read_frame().expect("echo").payload, b"early");
+    server.shutdown();
+}
+
+fn expect_close(raw_frame: &[u8], code: u16) {
+    let server = echo_server();
+    let mut c = RawClient::open(server.local_addr());
+    c.send_raw(raw_frame);
+    assert_eq!(
+        c.read_close().expect("close frame"),
+        Some(code),
+        "for {raw_frame:02x?}"
+    );
+    server.shutdown();
+}
+
+#[test]
+fn unmasked_frame_is_closed_with_1002() {
+    expect_close(&[0x81, 0x02, b'h', b'i'], 1002);
+}
+
+#[test]
+fn reserved_bits_and_opcodes_are_closed_with_1002() {
+    expect_close(&[0xC1, 0x80, 0, 0, 0, 0], 1002);
+    expect_close(&[0x83, 0x80, 0, 0, 0, 0], 1002);
+    expect_close(&[0x8B, 0x80, 0, 0, 0, 0], 1002);
+}
+
+#[test]
+fn fragmented_or_long_control_frames_are_closed_with_1002() {
+    expect_close(&[0x09, 0x80, 0, 0, 0, 0], 1002);
+    let mut long_ping = vec![0x89, 0xFE, 0x00, 0x7E, 0, 0, 0, 0];
+    long_ping.extend([0u8; 126]);
+    expect_close(&long_ping, 1002);
+}
+
+#[test]
+fn orphan_continuation_is_closed_with_1002() {
+    expect_close(&[0x80, 0x80, 0, 0, 0, 0], 1002);
+}
+
+#[test]
+fn invalid_utf8_is_closed_with_1007() {
+    expect_close(&[0x81, 0x82, 0, 0, 0, 0, 0xC0, 0x80], 1007);
+}
+
+#[test]
+fn declared_length_over_the_limit_is_closed_with_1009_before_the_payload() {
+    // 2^40 bytes declared, none sent: the close must come from the header alone.
+    expect_close(&[0x82, 0xFF, 0, 0, 0x01, 0, 0, 0, 0, 0, 1, 2, 3, 4], 1009);
+}
+
+#[test]
+fn message_over_the_limit_across_fragments_is_closed_with_1009() {
+    let mut cfg = config();
+    cfg.limits.max_message_size = 1000;
+    cfg.limits.max_frame_size = 1000;
+    let server = server_with(cfg, hydrogen_ws::Echo);
+    let mut c = RawClient::open(server.local_addr());
+    c.send_frame(false, OpCode::Binary, &[7u8; 600]);
+    c.send_frame(true, OpCode::Continuation, &[7u8; 600]);
+    assert_eq!(c.read_close().expect("close"), Some(1009));
+    server.shutdown();
+}
+
+#[test]
+fn invalid_close_code_is_closed_with_1002() {
+    expect_close(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xED], 1002); // 1005 may not be sent
+}
+
+struct Panics;
+impl Handler for Panics {
+    fn on_message(&self, conn: &Conn, message: Message<'_>) {
+        if message.as_bytes() == b"boom" {
+            panic!("handler bug");
+        }
+        let _ = conn.send(message);
+    }
+}
+
+#[test]
+fn a_panicking_handler_ends_only_its_connection() {
+    let mut cfg = config();
+    cfg.threads = 1;
+    let server = server_with(cfg, Panics);
+    let mut c = RawClient::open(server.local_addr());
+    c.send_frame(true, OpCode::Text, b"boom");
+    let _ = c.read_to_eof();
+    // The single worker survived and serves the next client.
+    std::thread::sleep(Duration::from_millis(50));
+    let mut c = RawClient::open(server.local_addr());
+    c.send_frame(true, OpCode::Text, b"fine");
+    assert_eq!(c.read_frame().expect("echo").payload, b"fine");
+    assert_eq!(server.handle().stats().handler_panics, 1);
+    server.shutdown();
+}

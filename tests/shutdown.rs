@@ -1,0 +1,237 @@
+//! The shutdown sequence over real sockets: every client told with 1001, nothing waits on a client,
+//! and the binary's signal path.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hydrogen_ws_protocol::OpCode;
+use support::{config, server_with, upgrade_request, RawClient};
+
+#[test]
+fn every_open_client_receives_1001() {
+    let mut cfg = config();
+    cfg.threads = 40;
+    let server = server_with(cfg, hydrogen_ws::Echo);
+    let mut clients: Vec<RawClient> = (0..32)
+        .map(|_| RawClient::open(server.local_addr()))
+        .collect();
+    // One of them is mid-conversation.
+    clients[0].send_frame(true, OpCode::Text, b"ping");
+    assert_eq!(clients[0].read_frame().expect("echo").payload, b"ping");
+
+    let report = server.handle().shutdown();
+    assert_eq!(report.connections, 32);
+    assert_eq!(report.close_frames, 32, "{report}");
+    assert_eq!(report.forced, 0);
+    assert!(report.completed());
+    for c in &mut clients {
+        assert_eq!(c.read_close().expect("close frame"), Some(1001));
+    }
+    server.shutdown();
+}
+
+#[test]
+fn a_client_that_never_reads_cannot_hold_shutdown_past_its_deadline() {
+    let mut cfg = config();
+    cfg.shutdown_timeout = Duration::from_millis(500);
+    let server = server_with(cfg, hydrogen_ws::Echo);
+    let mut stalled = RawClient::open(server.local_addr());
+    stalled
+        .stream
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    // Send echo requests and never read the echoes: the server's write blocks on a full buffer, holding
+    // the write lock.
+    let chunk = hydrogen_ws_protocol::encode_masked_frame(
+        true,
+        OpCode::Binary,
+        [9, 9, 9, 9],
+        &[0u8; 65536],
+    );
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until && stalled.stream.write_all(&chunk).is_ok() {}
+    let mut polite = RawClient::open(server.local_addr());
+
+    let started = Instant::now();
+    let report = server.handle().shutdown();
+    assert!(started.elapsed() < Duration::from_millis(1500), "{report}");
+    assert_eq!(report.connections, 2);
+    assert_eq!(report.forced, 1, "{report}");
+    assert_eq!(report.close_frames, 1, "{report}");
+    assert_eq!(polite.read_close().expect("close"), Some(1001));
+    server.shutdown();
+}
+
+#[test]
+fn clients_mid_handshake_are_closed_not_left_hanging() {
+    let server = server_with(config(), hydrogen_ws::Echo);
+    let mut half: Vec<RawClient> = (0..3)
+        .map(|_| {
+            let mut c = RawClient::connect(server.local_addr());
+            c.send_raw(b"GET / HTTP/1.1\r\nHost: loc");
+            c
+        })
+        .collect();
+    while server.handle().connections() < 3 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let report = server.handle().shutdown();
+    assert_eq!(report.handshaking, 3, "{report}");
+    for c in &mut half {
+        let mut buf = [0u8; 64];
+        // EOF (or a reset): the point is that it ends, well before the 5 s read timeout.
+        let started = Instant::now();
+        let _ = c.stream.read(&mut buf);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+    server.shutdown();
+}
+
+#[test]
+fn a_flood_of_new_connections_during_shutdown_never_hangs() {
+    let server = server_with(config(), hydrogen_ws::Echo);
+    let addr = server.local_addr();
+    let flood = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_millis(400);
+        let mut ended = 0;
+        while Instant::now() < until {
+            let Ok(mut s) = TcpStream::connect(addr) else {
+                ended += 1; // refused: the listener is gone
+                continue;
+            };
+            s.set_read_timeout(Some(Duration::from_secs(3)))
+                .expect("timeout");
+            let _ = s.write_all(upgrade_request("").as_bytes());
+            let mut buf = [0u8; 512];
+            let started = Instant::now();
+            // 101 then 1001, a 503, EOF or a reset: anything but a hang.
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "a flood client hung"
+            );
+            ended += 1;
+        }
+        ended
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let report = server.handle().shutdown();
+    assert!(report.completed(), "{report}");
+    assert!(flood.join().expect("flood thread") > 0);
+    server.shutdown();
+}
+
+#[test]
+fn shutdown_is_idempotent_across_handles() {
+    let server = server_with(config(), hydrogen_ws::Echo);
+    let h1 = server.handle();
+    let h2 = server.handle();
+    let t = std::thread::spawn(move || h2.shutdown());
+    let a = h1.shutdown();
+    let b = t.join().expect("thread");
+    assert_eq!(a, b);
+    assert!(h1.is_shutting_down());
+}
+
+fn spawn_binary(extra: &[&str]) -> (std::process::Child, std::net::SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hydrogen-ws"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "4",
+            "--log-level",
+            "info",
+        ])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    let addr = loop {
+        assert_eq!(
+            stderr.read(&mut byte).expect("stderr"),
+            1,
+            "exited early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.push(byte[0]);
+        if byte[0] == b'\n' {
+            let text = String::from_utf8_lossy(&seen).into_owned();
+            if let Some(a) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("listening on ws://"))
+            {
+                break a.trim().parse().expect("address");
+            }
+        }
+    };
+    // Keep draining stderr so the child never blocks on it.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (child, addr)
+}
+
+fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("the server did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn signal(child: &std::process::Child, sig: i32) {
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: kill(2) with a pid we spawned and a valid signal number has no memory-safety conditions.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+}
+
+#[test]
+fn sigterm_closes_clients_with_1001_and_exits_0() {
+    let (mut child, addr) = spawn_binary(&[]);
+    let mut clients: Vec<RawClient> = (0..3).map(|_| RawClient::open(addr)).collect();
+    signal(&child, libc::SIGTERM);
+    let status = wait_exit(&mut child, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+    for c in &mut clients {
+        assert_eq!(c.read_close().expect("close"), Some(1001));
+    }
+}
+
+#[test]
+fn sigint_works_like_sigterm() {
+    let (mut child, addr) = spawn_binary(&[]);
+    let mut c = RawClient::open(addr);
+    signal(&child, libc::SIGINT);
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(5)).code(),
+        Some(0)
+    );
+    assert_eq!(c.read_close().expect("close"), Some(1001));
+}
+
+#[test]
+fn bad_flag_exits_2_with_a_message() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hydrogen-ws"))
+        .args(["--threads", "lots"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--threads"), "{err}");
+}
