@@ -1,0 +1,255 @@
+//! Typed errors for each layer, and the one place where they are mapped to the wire.
+//!
+//! A handshake failure becomes an HTTP status (and a complete refusal response); a protocol
+//! failure after the upgrade becomes a close code. Nothing else in the crate decides either.
+
+use std::fmt;
+
+use crate::handshake::refusal;
+use crate::message::CloseCode;
+
+/// Why an HTTP upgrade request was refused.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// The head is not valid HTTP/1.1 syntax (bad token, bare LF line ending, NUL, obs-fold, ...).
+    Malformed,
+    /// The head is longer than `HandshakeLimits::max_head_bytes`.
+    HeadersTooLarge,
+    /// More header lines than `HandshakeLimits::max_headers`.
+    TooManyHeaders,
+    /// The request target is longer than `HandshakeLimits::max_target_len`.
+    UriTooLong,
+    /// The method is not `GET`.
+    MethodNotAllowed,
+    /// The request is not HTTP/1.1.
+    HttpVersion,
+    /// No (or an empty) `Host` header.
+    MissingHost,
+    /// No `Upgrade` header at all: a plain HTTP request.
+    MissingUpgrade,
+    /// An `Upgrade` header without the `websocket` token.
+    BadUpgrade,
+    /// The `Connection` header lacks the `upgrade` token.
+    BadConnection,
+    /// `Sec-WebSocket-Key` is missing, or is not base64 of exactly 16 bytes.
+    BadKey,
+    /// A header that must appear once (`Host`, `Sec-WebSocket-Key`, `Sec-WebSocket-Version`) was
+    /// given more than once. Carries the header's name.
+    DuplicateHeader(&'static str),
+    /// `Sec-WebSocket-Version` is missing or is not `13`.
+    UnsupportedVersion,
+    /// `Sec-WebSocket-Protocol` has an entry that is not a token, or more than 32 entries.
+    BadProtocolList,
+    /// The request announces a body (`Content-Length` other than 0, or any `Transfer-Encoding`).
+    UnexpectedBody,
+}
+
+impl HandshakeError {
+    /// The HTTP status code for the refusal.
+    pub fn status(&self) -> u16 {
+        match self {
+            HandshakeError::Malformed
+            | HandshakeError::HttpVersion
+            | HandshakeError::MissingHost
+            | HandshakeError::BadUpgrade
+            | HandshakeError::BadConnection
+            | HandshakeError::BadKey
+            | HandshakeError::DuplicateHeader(_)
+            | HandshakeError::BadProtocolList
+            | HandshakeError::UnexpectedBody => 400,
+            HandshakeError::HeadersTooLarge | HandshakeError::TooManyHeaders => 431,
+            HandshakeError::UriTooLong => 414,
+            HandshakeError::MethodNotAllowed => 405,
+            HandshakeError::MissingUpgrade | HandshakeError::UnsupportedVersion => 426,
+        }
+    }
+
+    /// A short human-readable reason, suitable for a response body or a log line.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            HandshakeError::Malformed => "malformed HTTP request",
+            HandshakeError::HeadersTooLarge => "request header section too large",
+            HandshakeError::TooManyHeaders => "too many request headers",
+            HandshakeError::UriTooLong => "request target too long",
+            HandshakeError::MethodNotAllowed => "only GET is allowed",
+            HandshakeError::HttpVersion => "HTTP/1.1 is required",
+            HandshakeError::MissingHost => "Host header is required",
+            HandshakeError::MissingUpgrade => "this endpoint requires a WebSocket upgrade",
+            HandshakeError::BadUpgrade => "Upgrade header must contain the websocket token",
+            HandshakeError::BadConnection => "Connection header must contain the upgrade token",
+            HandshakeError::BadKey => "Sec-WebSocket-Key must be base64 of 16 bytes",
+            HandshakeError::DuplicateHeader(_) => "a header that must appear once was repeated",
+            HandshakeError::UnsupportedVersion => "Sec-WebSocket-Version must be 13",
+            HandshakeError::BadProtocolList => "Sec-WebSocket-Protocol must be a list of tokens",
+            HandshakeError::UnexpectedBody => "an upgrade request must not have a body",
+        }
+    }
+
+    /// Extra response headers that the refusal must carry.
+    fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            HandshakeError::MethodNotAllowed => &[("Allow", "GET")],
+            HandshakeError::MissingUpgrade => &[("Upgrade", "websocket")],
+            HandshakeError::UnsupportedVersion => &[("Sec-WebSocket-Version", "13")],
+            _ => &[],
+        }
+    }
+
+    /// The complete HTTP refusal response (status line, headers, body), ready to write.
+    pub fn response(&self) -> Vec<u8> {
+        refusal(self.status(), self.reason(), self.extra_headers())
+    }
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeError::DuplicateHeader(name) => {
+                write!(f, "{} ({}): {name}", self.status(), self.reason())
+            }
+            _ => write!(f, "{} ({})", self.status(), self.reason()),
+        }
+    }
+}
+
+impl std::error::Error for HandshakeError {}
+
+/// Why a WebSocket connection must be failed after the upgrade (RFC 6455 section 7.1.7).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// RSV1-3 set while no extension is negotiated.
+    ReservedBits,
+    /// An opcode reserved by RFC 6455 (3-7, 11-15). Carries the opcode.
+    ReservedOpcode(u8),
+    /// A control frame without FIN.
+    ControlFragmented,
+    /// A control frame with a payload longer than 125 bytes.
+    ControlTooLong,
+    /// A client frame that is not masked (we are the server).
+    Unmasked,
+    /// A server frame that is masked (we are the client).
+    Masked,
+    /// A 64-bit payload length with its most significant bit set.
+    LengthOverflow,
+    /// A payload length not in its minimal encoding.
+    NonMinimalLength,
+    /// A frame whose declared length exceeds the frame size limit.
+    FrameTooLarge,
+    /// A message whose total length exceeds the message size limit.
+    MessageTooLarge,
+    /// A continuation frame with no fragmented message in progress.
+    UnexpectedContinuation,
+    /// A new text or binary frame while a fragmented message is in progress.
+    ExpectedContinuation,
+    /// A text message or close reason that is not valid UTF-8.
+    InvalidUtf8,
+    /// A close frame carrying a code that may not be sent on the wire. Carries the code.
+    InvalidCloseCode(u16),
+    /// A close frame with a one-byte payload.
+    CloseTooShort,
+}
+
+impl ProtocolError {
+    /// The close code to send to the peer before closing the connection.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            ProtocolError::FrameTooLarge | ProtocolError::MessageTooLarge => {
+                CloseCode::MESSAGE_TOO_BIG
+            }
+            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::ReservedBits
+            | ProtocolError::ReservedOpcode(_)
+            | ProtocolError::ControlFragmented
+            | ProtocolError::ControlTooLong
+            | ProtocolError::Unmasked
+            | ProtocolError::Masked
+            | ProtocolError::LengthOverflow
+            | ProtocolError::NonMinimalLength
+            | ProtocolError::UnexpectedContinuation
+            | ProtocolError::ExpectedContinuation
+            | ProtocolError::InvalidCloseCode(_)
+            | ProtocolError::CloseTooShort => CloseCode::PROTOCOL_ERROR,
+        }
+    }
+
+    /// A short human-readable reason; fits in a close frame's reason (at most 123 bytes).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProtocolError::ReservedBits => "reserved bits set without an extension",
+            ProtocolError::ReservedOpcode(_) => "reserved opcode",
+            ProtocolError::ControlFragmented => "fragmented control frame",
+            ProtocolError::ControlTooLong => "control frame payload over 125 bytes",
+            ProtocolError::Unmasked => "client frames must be masked",
+            ProtocolError::Masked => "server frames must not be masked",
+            ProtocolError::LengthOverflow => "payload length has its top bit set",
+            ProtocolError::NonMinimalLength => "payload length not minimally encoded",
+            ProtocolError::FrameTooLarge => "frame too large",
+            ProtocolError::MessageTooLarge => "message too large",
+            ProtocolError::UnexpectedContinuation => "continuation frame without a message",
+            ProtocolError::ExpectedContinuation => "expected a continuation frame",
+            ProtocolError::InvalidUtf8 => "invalid UTF-8",
+            ProtocolError::InvalidCloseCode(_) => "invalid close code",
+            ProtocolError::CloseTooShort => "close payload of one byte",
+        }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::ReservedOpcode(op) => write!(f, "{} {op:#x}", self.reason()),
+            ProtocolError::InvalidCloseCode(code) => write!(f, "{} {code}", self.reason()),
+            _ => f.write_str(self.reason()),
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_fit_in_a_close_frame() {
+        let all = [
+            ProtocolError::ReservedBits,
+            ProtocolError::ReservedOpcode(3),
+            ProtocolError::ControlFragmented,
+            ProtocolError::ControlTooLong,
+            ProtocolError::Unmasked,
+            ProtocolError::Masked,
+            ProtocolError::LengthOverflow,
+            ProtocolError::NonMinimalLength,
+            ProtocolError::FrameTooLarge,
+            ProtocolError::MessageTooLarge,
+            ProtocolError::UnexpectedContinuation,
+            ProtocolError::ExpectedContinuation,
+            ProtocolError::InvalidUtf8,
+            ProtocolError::InvalidCloseCode(999),
+            ProtocolError::CloseTooShort,
+        ];
+        for e in all {
+            assert!(e.reason().len() <= 123);
+            assert!(e.close_code().is_sendable());
+            assert!(!e.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn refusals_carry_required_headers() {
+        let r = String::from_utf8(HandshakeError::MethodNotAllowed.response()).unwrap();
+        assert!(r.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
+        assert!(r.contains("\r\nAllow: GET\r\n"));
+        let r = String::from_utf8(HandshakeError::MissingUpgrade.response()).unwrap();
+        assert!(r.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
+        assert!(r.contains("\r\nUpgrade: websocket\r\n"));
+        let r = String::from_utf8(HandshakeError::UnsupportedVersion.response()).unwrap();
+        assert!(r.contains("\r\nSec-WebSocket-Version: 13\r\n"));
+        let r = String::from_utf8(HandshakeError::BadKey.response()).unwrap();
+        assert!(r.starts_with("HTTP/1.1 400 Bad Request\r\n"));
+        assert!(r.ends_with("\r\n\r\nSec-WebSocket-Key must be base64 of 16 bytes\n"));
+    }
+}

@@ -1,0 +1,83 @@
+//! A sans-IO WebSocket (RFC 6455) codec and HTTP/1.1 upgrade handshake.
+//!
+//! This crate does no network I/O: it never touches a socket, starts a thread or reads a clock.
+//! The caller reads bytes however it likes, hands them in, and writes out the bytes it gets
+//! back. That keeps every decision here deterministic and testable, and lets the server own all
+//! I/O, timeouts and shutdown.
+//!
+//! ```text
+//!  bytes ──> handshake ──────────────> frames ──────────────> messages
+//!            RequestParser             FrameDecoder           Session
+//!            Request::websocket()      (header checks,        (fragments, UTF-8,
+//!            Upgrade::response() ─┐     unmask in place)       ping/pong, close)
+//!                                 │                               │
+//!  bytes <── 101 / refusal <──────┘   encode_frame() <── replies ─┘
+//! ```
+//!
+//! Errors are typed per layer and mapped to the wire in one place ([`error`]):
+//! [`HandshakeError::status`] / [`HandshakeError::response`] for the HTTP refusal, and
+//! [`ProtocolError::close_code`] for the close frame.
+//!
+//! # Example
+//!
+//! ```
+//! use hydrogen_ws_protocol::{
+//!     encode_frame, encode_masked_frame, Event, Message, OpCode, RequestParser, Session,
+//!     SessionConfig, HandshakeLimits,
+//! };
+//!
+//! // The client's upgrade request, with its first frame (masked "Hello") right behind it.
+//! let mut input = b"GET /chat HTTP/1.1\r\n\
+//!     Host: server.example.com\r\n\
+//!     Upgrade: websocket\r\n\
+//!     Connection: Upgrade\r\n\
+//!     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+//!     Sec-WebSocket-Version: 13\r\n\r\n"
+//!     .to_vec();
+//! input.extend(encode_masked_frame(true, OpCode::Text, [0x37, 0xfa, 0x21, 0x3d], b"Hello"));
+//!
+//! // Handshake: parse, validate, answer 101.
+//! let mut parser = RequestParser::new(HandshakeLimits::default());
+//! let request = parser.push(&input)?.expect("complete head");
+//! let upgrade = request.websocket()?;
+//! let response = upgrade.response(None);
+//! assert!(response.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+//! assert!(String::from_utf8_lossy(&response)
+//!     .contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+//!
+//! // Frames: the bytes after the head belong to the WebSocket connection.
+//! let mut buf = parser.trailing().to_vec();
+//! let mut session = Session::new(SessionConfig::default());
+//! let (consumed, event) = session.read(&mut buf)?;
+//! assert_eq!(event, Event::Message(Message::Text("Hello")));
+//! assert_eq!(consumed, 11);
+//!
+//! // A reply, as the server would write it (unmasked).
+//! assert_eq!(encode_frame(true, OpCode::Text, b"Hello"), b"\x81\x05Hello");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod handshake;
+pub mod message;
+pub mod session;
+
+pub use error::{HandshakeError, ProtocolError};
+pub use frame::{
+    apply_mask, encode_frame, encode_masked_frame, Chunk, FrameDecoder, FrameHeader, HeaderBuf,
+    OpCode, Role,
+};
+pub use handshake::{
+    accept_key, parse_request, reason_phrase, refusal, HandshakeLimits, Parsed, Request,
+    RequestParser, Upgrade,
+};
+pub use message::{
+    close_payload, parse_close, CloseCode, CloseFrame, ClosePayload, Message, Utf8Validator,
+};
+pub use session::{Event, Session, SessionConfig, SessionState};

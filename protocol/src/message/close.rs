@@ -1,0 +1,180 @@
+//! Close codes and close frame payloads (RFC 6455 sections 5.5.1 and 7.4).
+
+use std::str;
+
+use crate::error::ProtocolError;
+use crate::frame::MAX_CONTROL_PAYLOAD;
+
+/// A close status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CloseCode(pub u16);
+
+impl CloseCode {
+    /// 1000: normal closure.
+    pub const NORMAL: CloseCode = CloseCode(1000);
+    /// 1001: the endpoint is going away (server shutdown, page navigation).
+    pub const GOING_AWAY: CloseCode = CloseCode(1001);
+    /// 1002: protocol error.
+    pub const PROTOCOL_ERROR: CloseCode = CloseCode(1002);
+    /// 1003: a data type the endpoint cannot accept.
+    pub const UNSUPPORTED_DATA: CloseCode = CloseCode(1003);
+    /// 1005: no status code was present (never sent on the wire).
+    pub const NO_STATUS: CloseCode = CloseCode(1005);
+    /// 1006: closed without a close frame (never sent on the wire).
+    pub const ABNORMAL: CloseCode = CloseCode(1006);
+    /// 1007: payload inconsistent with the message type (e.g. invalid UTF-8).
+    pub const INVALID_PAYLOAD: CloseCode = CloseCode(1007);
+    /// 1008: policy violation.
+    pub const POLICY_VIOLATION: CloseCode = CloseCode(1008);
+    /// 1009: message too big.
+    pub const MESSAGE_TOO_BIG: CloseCode = CloseCode(1009);
+    /// 1010: the client expected an extension the server did not negotiate.
+    pub const MANDATORY_EXTENSION: CloseCode = CloseCode(1010);
+    /// 1011: internal server error.
+    pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
+    /// 1012: service restart.
+    pub const SERVICE_RESTART: CloseCode = CloseCode(1012);
+    /// 1013: try again later.
+    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
+    /// 1014: bad gateway.
+    pub const BAD_GATEWAY: CloseCode = CloseCode(1014);
+
+    /// Whether this code may appear in a close frame on the wire: 1000-1003, 1007-1014 and
+    /// 3000-4999. 1004-1006 and 1015 are reserved, and everything else is unassigned.
+    pub fn is_sendable(self) -> bool {
+        matches!(self.0, 1000..=1003 | 1007..=1014 | 3000..=4999)
+    }
+}
+
+impl From<u16> for CloseCode {
+    fn from(code: u16) -> Self {
+        CloseCode(code)
+    }
+}
+
+/// A parsed close frame payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseFrame<'a> {
+    /// The status code.
+    pub code: CloseCode,
+    /// The reason (possibly empty).
+    pub reason: &'a str,
+}
+
+/// Parse a received close payload. Empty -> `Ok(None)` (no status); one byte -> `CloseTooShort`;
+/// a code that may not be sent -> `InvalidCloseCode`; a reason that is not UTF-8 -> `InvalidUtf8`.
+pub fn parse_close(payload: &[u8]) -> Result<Option<CloseFrame<'_>>, ProtocolError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(ProtocolError::CloseTooShort),
+        [hi, lo, reason @ ..] => {
+            let code = CloseCode(u16::from_be_bytes([*hi, *lo]));
+            if !code.is_sendable() {
+                return Err(ProtocolError::InvalidCloseCode(code.0));
+            }
+            let reason = str::from_utf8(reason).map_err(|_| ProtocolError::InvalidUtf8)?;
+            Ok(Some(CloseFrame { code, reason }))
+        }
+    }
+}
+
+/// A close frame payload on the stack: a 2-byte code and a reason of at most 123 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClosePayload {
+    bytes: [u8; MAX_CONTROL_PAYLOAD],
+    len: u8,
+}
+
+impl ClosePayload {
+    /// The encoded payload.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes
+            .get(..usize::from(self.len))
+            .unwrap_or(&self.bytes)
+    }
+}
+
+impl AsRef<[u8]> for ClosePayload {
+    fn as_ref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+/// Build a close payload: the code, then `reason` truncated on a character boundary so that the
+/// whole payload fits in 125 bytes. The code is written as given (callers should send only codes
+/// for which [`CloseCode::is_sendable`] holds).
+pub fn close_payload(code: CloseCode, reason: &str) -> ClosePayload {
+    let max_reason = MAX_CONTROL_PAYLOAD - 2;
+    let mut cut = reason.len().min(max_reason);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let reason = reason.as_bytes().get(..cut).unwrap_or_default();
+    let mut bytes = [0u8; MAX_CONTROL_PAYLOAD];
+    let code = code.0.to_be_bytes();
+    for (d, s) in bytes.iter_mut().zip(code.iter().chain(reason)) {
+        *d = *s;
+    }
+    ClosePayload {
+        bytes,
+        len: (2 + cut) as u8,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sendable_codes() {
+        for c in 0..=u16::MAX {
+            let expect = matches!(c, 1000..=1003 | 1007..=1014 | 3000..=4999);
+            assert_eq!(CloseCode(c).is_sendable(), expect, "{c}");
+        }
+        assert!(!CloseCode::NO_STATUS.is_sendable());
+        assert!(!CloseCode::ABNORMAL.is_sendable());
+        assert!(!CloseCode(1015).is_sendable());
+    }
+
+    #[test]
+    fn parse_close_cases() {
+        assert_eq!(parse_close(b""), Ok(None));
+        assert_eq!(parse_close(b"\x03"), Err(ProtocolError::CloseTooShort));
+        assert_eq!(
+            parse_close(b"\x03\xe8"),
+            Ok(Some(CloseFrame {
+                code: CloseCode::NORMAL,
+                reason: ""
+            }))
+        );
+        assert_eq!(
+            parse_close(b"\x0f\xa0bye"),
+            Ok(Some(CloseFrame {
+                code: CloseCode(4000),
+                reason: "bye"
+            }))
+        );
+        assert_eq!(
+            parse_close(b"\x03\xed"),
+            Err(ProtocolError::InvalidCloseCode(1005))
+        );
+        assert_eq!(
+            parse_close(b"\x03\xe8\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80"),
+            Err(ProtocolError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn payload_truncates_on_char_boundary() {
+        let p = close_payload(CloseCode::GOING_AWAY, "bye");
+        assert_eq!(p.as_bytes(), b"\x03\xe9bye");
+        let long = "é".repeat(100); // 200 bytes
+        let p = close_payload(CloseCode::NORMAL, &long);
+        assert!(p.as_bytes().len() <= 125);
+        assert_eq!(p.as_bytes().len(), 2 + 122);
+        let frame = parse_close(p.as_bytes()).unwrap().unwrap();
+        assert_eq!(frame.reason, "é".repeat(61));
+        let p = close_payload(CloseCode::NORMAL, &"a".repeat(300));
+        assert_eq!(p.as_bytes().len(), 125);
+    }
+}

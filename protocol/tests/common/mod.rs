@@ -1,0 +1,81 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use hydrogen_ws_protocol::{Event, Message, ProtocolError, Session};
+
+/// An event with owned data, so results from different feeding patterns can be compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owned {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    Close(Option<(u16, String)>),
+}
+
+impl Owned {
+    pub fn from_event(ev: &Event<'_>) -> Option<Owned> {
+        Some(match ev {
+            Event::None => return None,
+            Event::Message(Message::Text(t)) => Owned::Text((*t).to_owned()),
+            Event::Message(Message::Binary(b)) => Owned::Binary(b.to_vec()),
+            Event::Ping(p) => Owned::Ping(p.to_vec()),
+            Event::Pong(p) => Owned::Pong(p.to_vec()),
+            Event::Close(c) => Owned::Close(c.map(|c| (c.code.0, c.reason.to_owned()))),
+        })
+    }
+}
+
+/// Drive a session the way a server does: bytes arrive in pieces (cut at `cuts`, which are
+/// offsets into `input`), each appended to a buffer that is read until no progress.
+/// Returns the events, the error (if any), and how many input bytes had arrived when it hit.
+pub fn drive(
+    session: &mut Session,
+    input: &[u8],
+    cuts: &[usize],
+) -> (Vec<Owned>, Option<(ProtocolError, usize)>) {
+    let mut bounds: Vec<usize> = cuts.iter().copied().filter(|&c| c < input.len()).collect();
+    bounds.push(input.len());
+    bounds.sort_unstable();
+    bounds.dedup();
+    let mut events = Vec::new();
+    let mut buf = Vec::new();
+    let mut start = 0;
+    for end in bounds {
+        buf.extend_from_slice(&input[start..end]);
+        start = end;
+        loop {
+            match session.read(&mut buf) {
+                Ok((n, ev)) => {
+                    let owned = Owned::from_event(&ev);
+                    let progress = n > 0 || owned.is_some();
+                    events.extend(owned);
+                    buf.drain(..n);
+                    if !progress {
+                        break;
+                    }
+                }
+                Err(e) => return (events, Some((e, end))),
+            }
+        }
+    }
+    (events, None)
+}
+
+/// Every cut: byte by byte.
+pub fn every_byte(len: usize) -> Vec<usize> {
+    (1..len).collect()
+}
+
+/// A tiny deterministic generator for masks and cut points in non-proptest tests.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
