@@ -14,7 +14,7 @@ use crate::log::Level;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Run the server with this configuration and log level.
-    Run(Config, Level),
+    Run(Box<Config>, Level),
     /// Print the help text.
     Help,
     /// Print the version.
@@ -36,7 +36,27 @@ const OPTIONS: &[Opt] = &[
     Opt {
         flag: "--mode",
         value: "MODE",
-        help: "what to do with messages: echo (send every message back)",
+        help: "hydrogen (JSON status application) or echo (every message sent back)",
+    },
+    Opt {
+        flag: "--key",
+        value: "KEY",
+        help: "key clients must present (Authorization: Key KEY, or ?key=KEY); also WEBSOCKET_KEY",
+    },
+    Opt {
+        flag: "--no-auth",
+        value: "",
+        help: "run hydrogen mode without a key: any client may connect",
+    },
+    Opt {
+        flag: "--protocol",
+        value: "NAME",
+        help: "the subprotocol of hydrogen mode",
+    },
+    Opt {
+        flag: "--allowed-origins",
+        value: "LIST",
+        help: "comma-separated browser origins allowed to connect; empty = any",
     },
     Opt {
         flag: "--threads",
@@ -61,7 +81,7 @@ const OPTIONS: &[Opt] = &[
     Opt {
         flag: "--max-frame-size",
         value: "SIZE",
-        help: "largest frame payload (1009 beyond); default: --max-message-size",
+        help: "largest frame payload (1009 beyond)",
     },
     Opt {
         flag: "--max-header-size",
@@ -87,6 +107,16 @@ const OPTIONS: &[Opt] = &[
         flag: "--idle-timeout",
         value: "TIME",
         help: "close (1001) a connection silent this long; 0 = never",
+    },
+    Opt {
+        flag: "--ping-interval",
+        value: "TIME",
+        help: "send a protocol ping this often; 0 = never",
+    },
+    Opt {
+        flag: "--pong-timeout",
+        value: "TIME",
+        help: "close (1011) a connection whose pong is this late",
     },
     Opt {
         flag: "--shutdown-timeout",
@@ -115,6 +145,15 @@ pub fn help() -> String {
         match flag.trim_start_matches('-') {
             "listen" => d.listen.to_string(),
             "mode" => d.mode.as_str().to_string(),
+            "key" => "none".to_string(),
+            "no-auth" => "off".to_string(),
+            "protocol" => d.protocol.clone(),
+            "allowed-origins" => "any".to_string(),
+            "ping-interval" => d
+                .heartbeat
+                .ping_interval
+                .map_or("0".to_string(), format_duration),
+            "pong-timeout" => format_duration(d.heartbeat.pong_timeout),
             "threads" => d.threads.to_string(),
             "stack-size" => format_size(d.stack_size),
             "backlog" => d.backlog.to_string(),
@@ -138,8 +177,9 @@ pub fn help() -> String {
     for o in OPTIONS {
         let _ = writeln!(
             out,
-            "    {} {}\n            {} [default: {}] [env: {}]",
+            "    {}{}{}\n            {} [default: {}] [env: {}]",
             o.flag,
+            if o.value.is_empty() { "" } else { " " },
             o.value,
             o.help,
             default_of(o.flag),
@@ -164,6 +204,11 @@ pub fn parse(
     for o in OPTIONS {
         if let Some(v) = env(&env_name(o.flag)) {
             given.push((o, v));
+        } else if o.flag == "--key" {
+            // The original Hydrogen server's variable.
+            if let Some(v) = env("WEBSOCKET_KEY") {
+                given.push((o, v));
+            }
         }
     }
     let mut args = args.into_iter();
@@ -192,6 +237,10 @@ pub fn parse(
                 format!("unknown option '--{name}'; see --help"),
             ));
         };
+        if opt.value.is_empty() {
+            given.push((opt, inline.unwrap_or_else(|| "true".to_string())));
+            continue;
+        }
         let value = match inline.or_else(|| args.next()) {
             Some(v) => v,
             None => {
@@ -228,9 +277,35 @@ pub fn parse(
             "mode" => {
                 config.mode = match value.trim() {
                     "echo" => Mode::Echo,
-                    other => return Err(bad(format!("unknown mode '{other}' (known: echo)"))),
+                    "hydrogen" => Mode::Hydrogen,
+                    other => {
+                        return Err(bad(format!(
+                            "unknown mode '{other}' (known: hydrogen, echo)"
+                        )))
+                    }
                 };
             }
+            "key" => config.key = Some(value.trim().to_string()).filter(|k| !k.is_empty()),
+            "no-auth" => {
+                config.no_auth = match value.trim().to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => true,
+                    "0" | "false" | "no" | "off" | "" => false,
+                    other => return Err(bad(format!("'{other}' is not true or false"))),
+                };
+            }
+            "protocol" => config.protocol = value.trim().to_string(),
+            "allowed-origins" => {
+                config.allowed_origins = value
+                    .split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_string())
+                    .filter(|o| !o.is_empty())
+                    .collect();
+            }
+            "ping-interval" => {
+                let d = duration(&value)?;
+                config.heartbeat.ping_interval = (!d.is_zero()).then_some(d);
+            }
+            "pong-timeout" => config.heartbeat.pong_timeout = duration(&value)?,
             "threads" => config.threads = number(&value)?,
             "stack-size" => config.stack_size = size(&value)?,
             "backlog" => {
@@ -260,21 +335,45 @@ pub fn parse(
     }
     config.limits.max_frame_size = frame_size.unwrap_or(config.limits.max_message_size);
     config.validate()?;
-    Ok(Command::Run(config, level))
+    Ok(Command::Run(Box::new(config), level))
 }
 
 #[cfg(test)]
+#[allow(clippy::field_reassign_with_default)]
 mod tests {
     use super::*;
     use std::time::Duration;
 
     fn run(args: &[&str]) -> Result<Command, ConfigError> {
-        parse(args.iter().map(|s| s.to_string()), |_| None)
+        let mut all = vec!["--mode".to_string(), "echo".to_string()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        parse(all, |_| None)
+    }
+
+    #[test]
+    fn hydrogen_mode_needs_a_key_or_no_auth() {
+        let none = |_: &str| None;
+        assert_eq!(parse(Vec::new(), none).map_err(|e| e.option), Err("--key"));
+        let Ok(Command::Run(c, _)) = parse(vec!["--no-auth".to_string()], none) else {
+            panic!()
+        };
+        assert!(c.no_auth && c.key.is_none());
+        let key = |k: &str| (k == "WEBSOCKET_KEY").then(|| "s3cret-key".to_string());
+        let Ok(Command::Run(c, _)) = parse(Vec::new(), key) else {
+            panic!()
+        };
+        assert_eq!(c.key.as_deref(), Some("s3cret-key"));
+        assert_eq!(
+            parse(vec!["--key".into(), "short".into()], none).map_err(|e| e.option),
+            Err("--key")
+        );
     }
 
     #[test]
     fn defaults_work() {
-        assert_eq!(run(&[]), Ok(Command::Run(Config::default(), Level::Info)));
+        let mut expected = Config::default();
+        expected.mode = Mode::Echo;
+        assert_eq!(run(&[]), Ok(Command::Run(Box::new(expected), Level::Info)));
     }
 
     #[test]
@@ -327,7 +426,11 @@ mod tests {
 
     #[test]
     fn environment_twins_lose_to_flags() {
-        let env = |k: &str| (k == "HYDROGEN_WS_THREADS").then(|| "12".to_string());
+        let env = |k: &str| match k {
+            "HYDROGEN_WS_THREADS" => Some("12".to_string()),
+            "HYDROGEN_WS_MODE" => Some("echo".to_string()),
+            _ => None,
+        };
         let Ok(Command::Run(c, _)) = parse(Vec::new(), env) else {
             panic!()
         };

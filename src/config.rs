@@ -9,6 +9,9 @@ use hydrogen_ws_protocol::HandshakeLimits;
 /// What the server does with the messages it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// The Hydrogen application: JSON messages routed on `"type"` (status, subscribe, ping), key
+    /// authentication and the `hydrogen` subprotocol.
+    Hydrogen,
     /// Every text and binary message is sent back unchanged (conformance testing, benchmarks).
     Echo,
 }
@@ -17,7 +20,26 @@ impl Mode {
     /// The name used on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
+            Mode::Hydrogen => "hydrogen",
             Mode::Echo => "echo",
+        }
+    }
+}
+
+/// Protocol-level keep-alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Send a ping this often (`None`: never).
+    pub ping_interval: Option<Duration>,
+    /// Close (1011) a connection whose pong has not come this long after our ping.
+    pub pong_timeout: Duration,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat {
+            ping_interval: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -60,6 +82,12 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Most bytes a connection may have queued for a client that is not reading fast enough: one whole
+    /// largest message (so an echo of it always fits), and at least 1 MiB.
+    pub fn max_pending(&self) -> usize {
+        (self.max_message_size + 14).max(1 << 20)
+    }
+
     /// The handshake parser's share of these limits.
     pub fn handshake(&self) -> HandshakeLimits {
         HandshakeLimits {
@@ -89,19 +117,34 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Seconds a refused client is told to wait (`Retry-After`) when the server is full.
     pub retry_after_secs: u32,
+    /// The key clients must present (`Authorization: Key ...` or `?key=`); `None`: no check.
+    pub key: Option<String>,
+    /// In hydrogen mode, run without a key on purpose (otherwise a missing key is a configuration error).
+    pub no_auth: bool,
+    /// The subprotocol offered in hydrogen mode.
+    pub protocol: String,
+    /// Browser origins allowed to connect (`Origin` header); empty: any.
+    pub allowed_origins: Vec<String>,
+    /// Pings and pong deadline.
+    pub heartbeat: Heartbeat,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 5001)),
-            mode: Mode::Echo,
+            mode: Mode::Hydrogen,
             threads: 256,
             stack_size: 128 * 1024,
             backlog: 1024,
             limits: Limits::default(),
             shutdown_timeout: Duration::from_millis(500),
             retry_after_secs: 1,
+            key: None,
+            no_auth: false,
+            protocol: "hydrogen".to_string(),
+            allowed_origins: Vec::new(),
+            heartbeat: Heartbeat::default(),
         }
     }
 }
@@ -198,8 +241,52 @@ impl Config {
                 "must be more than 0",
             ));
         }
+        if let Some(key) = &self.key {
+            validate_key(key)?;
+        } else if self.mode == Mode::Hydrogen && !self.no_auth {
+            return Err(ConfigError::new(
+                "--key",
+                "hydrogen mode needs a key (--key or WEBSOCKET_KEY); pass --no-auth to run an open server",
+            ));
+        }
+        if !valid_protocol_name(&self.protocol) {
+            return Err(ConfigError::new(
+                "--protocol",
+                "must be a letter followed by letters, digits or '-'",
+            ));
+        }
+        if self.heartbeat.ping_interval.is_some() && self.heartbeat.pong_timeout.is_zero() {
+            return Err(ConfigError::new("--pong-timeout", "must be more than 0"));
+        }
+        for origin in &self.allowed_origins {
+            if origin.is_empty() || origin.bytes().any(|b| b.is_ascii_whitespace() || b == b',') {
+                return Err(ConfigError::new(
+                    "--allowed-origins",
+                    format!("'{origin}' is not an origin such as https://example.com"),
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// The key rule of the original Hydrogen server: at least 8 printable ASCII characters, no spaces.
+pub fn validate_key(key: &str) -> Result<(), ConfigError> {
+    if key.len() < 8 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::new(
+            "--key",
+            "must be at least 8 printable ASCII characters, without spaces",
+        ));
+    }
+    Ok(())
+}
+
+/// A subprotocol name we accept to configure: a letter, then letters, digits or `-`.
+pub fn valid_protocol_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && name.len() <= 64
 }
 
 /// Parses a byte size: a whole number with an optional suffix `B`, `KiB`, `MiB`, `GiB` (powers of 1024),
@@ -283,6 +370,7 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::field_reassign_with_default)]
 mod tests {
     use super::*;
 
@@ -320,11 +408,28 @@ mod tests {
 
     #[test]
     fn default_is_valid_and_rules_name_the_option() {
-        assert_eq!(Config::default().validate(), Ok(()));
         let mut c = Config::default();
+        assert_eq!(
+            c.validate().map_err(|e| e.option),
+            Err("--key"),
+            "hydrogen mode wants a key"
+        );
+        c.no_auth = true;
+        assert_eq!(c.validate(), Ok(()));
+        c.key = Some("short".into());
+        assert_eq!(c.validate().map_err(|e| e.option), Err("--key"));
+        c.key = Some("has a space".into());
+        assert_eq!(c.validate().map_err(|e| e.option), Err("--key"));
+        c.key = Some("s3cret-key".into());
+        assert_eq!(c.validate(), Ok(()));
+        c.protocol = "9lives".into();
+        assert_eq!(c.validate().map_err(|e| e.option), Err("--protocol"));
+        let mut c = Config::default();
+        c.mode = Mode::Echo;
         c.threads = 0;
         assert_eq!(c.validate().map_err(|e| e.option), Err("--threads"));
         let mut c = Config::default();
+        c.mode = Mode::Echo;
         c.limits.max_frame_size = c.limits.max_message_size + 1;
         assert_eq!(c.validate().map_err(|e| e.option), Err("--max-frame-size"));
     }

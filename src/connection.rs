@@ -4,20 +4,23 @@
 //! then a blocking read loop that feeds the protocol [`Session`] and hands messages to the [`Handler`].
 //! Other threads (shutdown, broadcast) write through the same [`Conn`] handle and its write lock.
 
+use std::cell::Cell;
 use std::io::{self, IoSlice, Read};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
 use hydrogen_ws_protocol::{
     close_payload, handshake, CloseCode, Event, FrameHeader, HandshakeError, Message, OpCode,
-    ProtocolError, RequestParser, Role, Session, SessionConfig, SessionState,
+    ProtocolError, Request, RequestParser, Role, Session, SessionConfig, SessionState,
 };
 use socket2::Socket;
 
+use crate::auth;
+use crate::http;
 use crate::log::{debug, info, warning};
-use crate::server::Shared;
+use crate::server::{ServerHandle, Shared};
 use crate::status::Stats;
 
 /// Why a send to a client failed.
@@ -26,8 +29,9 @@ use crate::status::Stats;
 pub enum SendError {
     /// A close frame was already sent, or the connection broke: nothing more may be written.
     Closed,
-    /// The client did not take the data within the send timeout; it has been evicted.
-    Timeout,
+    /// The client did not take the data within the send timeout, or let more than the pending limit
+    /// pile up; it has been evicted.
+    Evicted,
     /// The socket failed.
     Io(io::Error),
 }
@@ -36,7 +40,7 @@ impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SendError::Closed => f.write_str("connection is closing"),
-            SendError::Timeout => f.write_str("send timed out; client evicted"),
+            SendError::Evicted => f.write_str("client is not reading; evicted"),
             SendError::Io(e) => write!(f, "send failed: {e}"),
         }
     }
@@ -48,24 +52,73 @@ const STATE_HANDSHAKE: u8 = 0;
 const STATE_OPEN: u8 = 1;
 const STATE_CLOSING: u8 = 2;
 
+/// Flags for every send: never raise SIGPIPE, whatever the embedding program does with that signal.
+const SEND: libc::c_int = libc::MSG_NOSIGNAL;
+/// The same, and never block.
+const SEND_NOW: libc::c_int = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+
+thread_local! {
+    /// The id of the connection this worker thread is serving (0: none). A send from a connection's own
+    /// worker waits for the client to take the data (back-pressure); a send from any other thread never
+    /// waits.
+    static SERVING: Cell<u64> = const { Cell::new(0) };
+}
+
 #[derive(Default)]
 struct WriteState {
-    /// A close frame has gone out: nothing else may follow it.
+    /// A close frame has gone out (or is queued): nothing else may follow it.
     close_sent: bool,
-    /// A write failed or stopped part-way through a frame: the stream cannot carry another frame.
+    /// A write failed part-way through a frame, or the client was evicted: the stream is finished.
     broken: bool,
+    /// Frame bytes accepted but not yet taken by the kernel, in order; `pending[done..]` is still due.
+    pending: Vec<u8>,
+    done: usize,
+    /// When the socket last refused to take everything at once (cleared when `pending` empties).
+    stalled_since: Option<Instant>,
+}
+
+impl WriteState {
+    fn queued(&self) -> usize {
+        self.pending.len() - self.done
+    }
+}
+
+/// A topic a connection receives pushes for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Subscription {
+    topic: String,
+    /// For periodic topics: how often, and when next.
+    every: Option<(Duration, Instant)>,
 }
 
 /// A live connection as other threads see it: identity, the socket, and the write lock.
 ///
-/// Handlers receive `&Conn` and reply through it; the server keeps one in the registry for shutdown.
+/// Handlers receive `&Conn` and reply through it; the server keeps one in the registry for shutdown,
+/// broadcast and the heartbeat. Writes never block while holding the lock: what the kernel does not take
+/// at once waits in a bounded per-connection queue, flushed by the connection's own worker (which waits
+/// for it, up to the send timeout) or by the server's ticker. A client that lets it fill, or stalls past
+/// the send timeout, is evicted; nobody else waits for it.
 pub struct Conn {
     id: u64,
     peer: SocketAddr,
     socket: Socket,
     writer: Mutex<WriteState>,
     state: AtomicU8,
+    shared: Weak<Shared>,
     stats: Arc<Stats>,
+    send_timeout: Duration,
+    max_pending: usize,
+    epoch: Instant,
+    /// Milliseconds since `epoch`: last frame received; outstanding ping (0 = none); last ping sent;
+    /// when our close frame went out (0 = not yet).
+    last_seen_ms: AtomicU64,
+    ping_out_ms: AtomicU64,
+    last_ping_ms: AtomicU64,
+    close_sent_ms: AtomicU64,
+    protocol: Mutex<Option<String>>,
+    target: Mutex<String>,
+    has_subscriptions: AtomicBool,
+    subscriptions: Mutex<Vec<Subscription>>,
 }
 
 /// What the shutdown sequence managed to do for one connection.
@@ -83,15 +136,32 @@ pub(crate) enum ShutdownClose {
     AlreadyClosing,
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Conn {
-    fn new(id: u64, peer: SocketAddr, socket: Socket, stats: Arc<Stats>) -> Self {
+    fn new(id: u64, peer: SocketAddr, socket: Socket, shared: &Arc<Shared>) -> Self {
+        let limits = shared.config.limits;
         Conn {
             id,
             peer,
             socket,
             writer: Mutex::new(WriteState::default()),
             state: AtomicU8::new(STATE_HANDSHAKE),
-            stats,
+            shared: Arc::downgrade(shared),
+            stats: Arc::clone(&shared.stats),
+            send_timeout: limits.send_timeout,
+            max_pending: limits.max_pending(),
+            epoch: shared.started_at,
+            last_seen_ms: AtomicU64::new(0),
+            ping_out_ms: AtomicU64::new(0),
+            last_ping_ms: AtomicU64::new(0),
+            close_sent_ms: AtomicU64::new(0),
+            protocol: Mutex::new(None),
+            target: Mutex::new(String::new()),
+            has_subscriptions: AtomicBool::new(false),
+            subscriptions: Mutex::new(Vec::new()),
         }
     }
 
@@ -105,8 +175,27 @@ impl Conn {
         self.peer
     }
 
-    /// Sends one whole message (a single frame). Blocks at most the send timeout; a client that does not
-    /// read within it is evicted.
+    /// The subprotocol agreed in the handshake, if any.
+    pub fn protocol(&self) -> Option<String> {
+        lock(&self.protocol).clone()
+    }
+
+    /// The request target of the upgrade request (path and query).
+    pub fn target(&self) -> String {
+        lock(&self.target).clone()
+    }
+
+    /// A handle to the server this connection belongs to (`None` once the server is gone).
+    pub fn server(&self) -> Option<ServerHandle> {
+        self.shared.upgrade().map(ServerHandle::from_shared)
+    }
+
+    /// Sends one whole message (a single frame).
+    ///
+    /// From the connection's own handler callbacks this waits until the client has taken the data (at most
+    /// the send timeout), so a client that sends faster than it reads is slowed down, not buffered for. From
+    /// any other thread it never waits: what the socket does not take at once is queued (bounded) and sent
+    /// as the client reads.
     pub fn send(&self, message: Message<'_>) -> Result<(), SendError> {
         let payload = message.as_bytes();
         self.send_frame(message.opcode(), payload)?;
@@ -126,17 +215,67 @@ impl Conn {
     }
 
     /// Starts the closing handshake with `code` and `reason` (truncated to fit a control frame). The
-    /// connection ends when the client answers, or when the server's linger runs out.
+    /// connection ends when the client answers, or at the latest a short linger later.
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), SendError> {
         let payload = close_payload(code, reason);
-        let mut w = self.lock_writer();
-        self.write_frame(&mut w, OpCode::Close, payload.as_bytes())?;
-        w.close_sent = true;
+        self.send_frame(OpCode::Close, payload.as_bytes())?;
+        self.stats.close_sent(code);
         Ok(())
     }
 
+    /// Subscribes this connection to `topic`; with `every`, the handler's
+    /// [`crate::Handler::on_subscription_due`] is called for it at that interval (first after one interval).
+    /// Subscribing again to the same topic replaces the interval.
+    pub fn subscribe(&self, topic: &str, every: Option<Duration>) {
+        let mut subs = lock(&self.subscriptions);
+        subs.retain(|s| s.topic != topic);
+        subs.push(Subscription {
+            topic: topic.to_string(),
+            every: every.map(|d| (d, Instant::now() + d)),
+        });
+        self.has_subscriptions.store(true, Ordering::Release);
+    }
+
+    /// Ends a subscription; returns whether there was one.
+    pub fn unsubscribe(&self, topic: &str) -> bool {
+        let mut subs = lock(&self.subscriptions);
+        let before = subs.len();
+        subs.retain(|s| s.topic != topic);
+        self.has_subscriptions
+            .store(!subs.is_empty(), Ordering::Release);
+        subs.len() != before
+    }
+
+    /// Whether this connection is subscribed to `topic`.
+    pub fn is_subscribed(&self, topic: &str) -> bool {
+        self.has_subscriptions.load(Ordering::Acquire)
+            && lock(&self.subscriptions).iter().any(|s| s.topic == topic)
+    }
+
+    /// Periodic subscriptions whose time has come; their next time is set.
+    fn due_subscriptions(&self, now: Instant) -> Vec<String> {
+        if !self.has_subscriptions.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let mut due = Vec::new();
+        for s in lock(&self.subscriptions).iter_mut() {
+            if let Some((every, next)) = &mut s.every {
+                if now >= *next {
+                    due.push(s.topic.clone());
+                    // Skip missed beats rather than bursting to catch up.
+                    *next = (*next + *every).max(now + *every / 2);
+                }
+            }
+        }
+        due
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.state.load(Ordering::SeqCst) == STATE_OPEN
+    }
+
     fn lock_writer(&self) -> MutexGuard<'_, WriteState> {
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.writer)
     }
 
     pub(crate) fn close_was_sent(&self) -> bool {
@@ -147,64 +286,187 @@ impl Conn {
         self.lock_writer().broken
     }
 
-    fn send_frame(&self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
-        let mut w = self.lock_writer();
-        self.write_frame(&mut w, opcode, payload)
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
-    /// Writes one frame whole, header and payload in one vectored write where the kernel takes it.
-    fn write_frame(
-        &self,
-        w: &mut WriteState,
-        opcode: OpCode,
-        payload: &[u8],
-    ) -> Result<(), SendError> {
+    /// Queues one frame and writes as much as the socket takes now. On the connection's own worker,
+    /// then waits (bounded by the send timeout) until the queue has drained.
+    fn send_frame(&self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        let header = FrameHeader::new(true, opcode, None, payload.len() as u64).encode();
+        let own = SERVING.with(Cell::get) == self.id;
+        let mut w = self.lock_writer();
+        self.enqueue(&mut w, header.as_bytes(), payload)?;
+        if opcode == OpCode::Close {
+            w.close_sent = true;
+            self.close_sent_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+        if !own || w.queued() == 0 {
+            return Ok(());
+        }
+        drop(w);
+        self.wait_drained()
+    }
+
+    fn enqueue(&self, w: &mut WriteState, header: &[u8], payload: &[u8]) -> Result<(), SendError> {
         if w.close_sent || w.broken {
             return Err(SendError::Closed);
         }
-        let header = FrameHeader::new(true, opcode, None, payload.len() as u64).encode();
-        let header = header.as_bytes();
         let total = header.len() + payload.len();
-        let mut done = 0;
-        while done < total {
-            let result = if done < header.len() {
-                self.socket
-                    .send_vectored(&[IoSlice::new(&header[done..]), IoSlice::new(payload)])
+        let mut taken = 0;
+        if w.queued() == 0 {
+            taken = self
+                .send_now(header, payload)
+                .map_err(|e| self.fail_write(w, e))?;
+            if taken == total {
+                return Ok(());
+            }
+        } else {
+            self.flush(w)?;
+        }
+        if w.queued() + (total - taken) > self.max_pending {
+            return Err(self.evict(w, "it let more than the pending limit pile up"));
+        }
+        if w.queued() == 0 {
+            w.pending.clear();
+            w.done = 0;
+        }
+        if taken < header.len() {
+            w.pending.extend_from_slice(&header[taken..]);
+            w.pending.extend_from_slice(payload);
+        } else {
+            w.pending
+                .extend_from_slice(&payload[taken - header.len()..]);
+        }
+        w.stalled_since.get_or_insert_with(Instant::now);
+        self.flush(w)
+    }
+
+    /// One non-blocking vectored send of a frame; how much the kernel took.
+    fn send_now(&self, header: &[u8], payload: &[u8]) -> io::Result<usize> {
+        loop {
+            let sent = if payload.is_empty() {
+                self.socket.send_with_flags(header, SEND_NOW)
             } else {
-                self.socket.send(&payload[done - header.len()..])
+                self.socket.send_vectored_with_flags(
+                    &[IoSlice::new(header), IoSlice::new(payload)],
+                    SEND_NOW,
+                )
             };
-            match result {
-                Ok(0) => {
-                    w.broken = true;
-                    return Err(SendError::Closed);
-                }
-                Ok(n) => done += n,
+            match sent {
+                Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    w.broken = true;
-                    let _ = self.socket.shutdown(Shutdown::Both);
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) {
-                        Stats::bump(&self.stats.evicted);
-                        warning!(
-                            "connection {} from {}: evicted, a write waited past the send timeout",
-                            self.id,
-                            self.peer
-                        );
-                        return Err(SendError::Timeout);
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes queued bytes without blocking until the socket stops taking them.
+    fn flush(&self, w: &mut WriteState) -> Result<(), SendError> {
+        while w.queued() > 0 {
+            match self.socket.send_with_flags(&w.pending[w.done..], SEND_NOW) {
+                Ok(0) => return Err(self.fail_write(w, io::ErrorKind::WriteZero.into())),
+                Ok(n) => w.done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(self.fail_write(w, e)),
+            }
+        }
+        w.pending.clear();
+        w.done = 0;
+        if w.pending.capacity() > 64 * 1024 {
+            w.pending.shrink_to(64 * 1024);
+        }
+        w.stalled_since = None;
+        Ok(())
+    }
+
+    /// The connection's own worker waits for its queue to drain, up to the send timeout.
+    fn wait_drained(&self) -> Result<(), SendError> {
+        loop {
+            let mut w = self.lock_writer();
+            self.flush(&mut w)?;
+            if w.queued() == 0 {
+                return Ok(());
+            }
+            let since = *w.stalled_since.get_or_insert_with(Instant::now);
+            let elapsed = since.elapsed();
+            if elapsed >= self.send_timeout {
+                return Err(self.evict(&mut w, "a write waited past the send timeout"));
+            }
+            drop(w);
+            // Wait for room in the send buffer without holding the lock: others may queue meanwhile.
+            // POLLOUT needs a third of the buffer free while a send takes any free byte, so the ticker
+            // may drain the queue without this poll waking: look again at least every tick.
+            let _ = wait_writable(
+                &self.socket,
+                (self.send_timeout - elapsed).min(crate::ticker::TICK),
+            );
+        }
+    }
+
+    /// The ticker's pass over this connection: flush what is queued, evict it if stalled too long.
+    fn flush_or_evict(&self) {
+        let Ok(mut w) = self.writer.try_lock() else {
+            return; // someone is writing right now; next tick
+        };
+        if w.queued() == 0 || w.broken {
+            return;
+        }
+        if self.flush(&mut w).is_err() || w.queued() == 0 {
+            return;
+        }
+        if w.stalled_since
+            .is_some_and(|since| since.elapsed() >= self.send_timeout)
+        {
+            let _ = self.evict(
+                &mut w,
+                "it stopped reading for longer than the send timeout",
+            );
+        }
+    }
+
+    fn fail_write(&self, w: &mut WriteState, error: io::Error) -> SendError {
+        w.broken = true;
+        let _ = self.socket.shutdown(Shutdown::Both);
+        SendError::Io(error)
+    }
+
+    /// Drops a client that does not read: one last non-blocking try at a 1008 close frame (it only gets
+    /// through if the queue had drained), then the socket is shut both ways so its worker wakes and leaves.
+    fn evict(&self, w: &mut WriteState, why: &str) -> SendError {
+        if !w.broken {
+            Stats::bump(&self.stats.evicted);
+            warning!(
+                "connection {} from {}: evicted (1008) because {why}",
+                self.id,
+                self.peer
+            );
+            if w.queued() == 0 && !w.close_sent {
+                let payload = close_payload(CloseCode::POLICY_VIOLATION, "client is not reading");
+                let header =
+                    FrameHeader::new(true, OpCode::Close, None, payload.as_bytes().len() as u64)
+                        .encode();
+                if let Ok(n) = self.send_now(header.as_bytes(), payload.as_bytes()) {
+                    if n == header.as_bytes().len() + payload.as_bytes().len() {
+                        self.stats.close_sent(CloseCode::POLICY_VIOLATION);
                     }
-                    return Err(SendError::Io(e));
                 }
             }
         }
-        Ok(())
+        w.broken = true;
+        w.pending = Vec::new();
+        w.done = 0;
+        let _ = self.socket.shutdown(Shutdown::Both);
+        SendError::Evicted
     }
 
     /// The shutdown sequence's step for this connection: never blocks. Takes the write lock only if it is
     /// free, writes the close frame with a non-blocking send, and shuts the socket down both ways so that a
-    /// worker blocked in `read` (or a writer blocked in `send`) wakes at once.
+    /// worker blocked in `read` wakes at once.
     pub(crate) fn shutdown_close(&self, frame: &[u8], force: bool) -> ShutdownClose {
         let outcome = match self.state.load(Ordering::SeqCst) {
             STATE_HANDSHAKE => ShutdownClose::Handshake,
@@ -223,12 +485,15 @@ impl Conn {
         if w.close_sent {
             return ShutdownClose::AlreadyClosing;
         }
-        if w.broken {
+        if w.broken || self.flush(w).is_err() || w.queued() > 0 {
+            // The client has not taken what is already queued: a close frame cannot go out behind it.
+            w.broken = true;
             return ShutdownClose::Forced;
         }
-        match self.socket.send_with_flags(frame, libc::MSG_DONTWAIT) {
+        match self.socket.send_with_flags(frame, SEND_NOW) {
             Ok(n) if n == frame.len() => {
                 w.close_sent = true;
+                self.stats.close_sent(CloseCode::GOING_AWAY);
                 ShutdownClose::Written
             }
             _ => {
@@ -242,6 +507,67 @@ impl Conn {
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         (&self.socket).read(buf)
     }
+
+    /// The ticker's visit: queued data, heartbeat, subscriptions, and closes the client never answered.
+    pub(crate) fn tick(&self, shared: &Shared, now: Instant) {
+        if self.state.load(Ordering::SeqCst) != STATE_OPEN {
+            return;
+        }
+        self.flush_or_evict();
+        let now_ms = self.now_ms();
+        let closed_at = self.close_sent_ms.load(Ordering::Relaxed);
+        if closed_at != 0 {
+            if now_ms.saturating_sub(closed_at) >= LINGER.as_millis() as u64 {
+                debug!(
+                    "connection {} from {}: no answer to our close; closing TCP",
+                    self.id, self.peer
+                );
+                let _ = self.socket.shutdown(Shutdown::Both);
+            }
+            return;
+        }
+        let hb = shared.config.heartbeat;
+        if let Some(interval) = hb.ping_interval {
+            let out = self.ping_out_ms.load(Ordering::Relaxed);
+            if out != 0 && now_ms.saturating_sub(out) >= hb.pong_timeout.as_millis() as u64 {
+                Stats::bump(&self.stats.heartbeat_timeouts);
+                info!(
+                    "connection {} from {}: closing with 1011, pong overdue",
+                    self.id, self.peer
+                );
+                let _ = self.close(CloseCode::INTERNAL_ERROR, "pong overdue");
+                return;
+            }
+            let last = self.last_ping_ms.load(Ordering::Relaxed);
+            if out == 0 && now_ms.saturating_sub(last) >= interval.as_millis() as u64 {
+                self.last_ping_ms.store(now_ms, Ordering::Relaxed);
+                self.ping_out_ms.store(now_ms, Ordering::Relaxed);
+                let _ = self.send_frame(OpCode::Ping, b"hydrogen-ws");
+            }
+        }
+        for topic in self.due_subscriptions(now) {
+            shared.handler.on_subscription_due(self, &topic);
+        }
+    }
+}
+
+/// Waits until `socket` can take more data, or `timeout` passes.
+#[cfg(unix)]
+fn wait_writable(socket: &Socket, timeout: Duration) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut fds = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `fds` is one valid, initialised pollfd that lives across the call, and we pass its count
+    // (1); poll(2) only writes its `revents` field. The descriptor stays open: `socket` is borrowed.
+    let rc = unsafe { libc::poll(&mut fds, 1, ms) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc > 0)
 }
 
 /// Bytes of unsent or unacknowledged data in the socket's send queue (Linux `SIOCOUTQ`).
@@ -292,37 +618,39 @@ enum End {
 }
 
 /// The worker's entry point for one accepted socket.
-pub(crate) fn serve(shared: &Shared, slot: usize, socket: Socket, peer: SocketAddr) {
+pub(crate) fn serve(shared: &Arc<Shared>, slot: usize, socket: Socket, peer: SocketAddr) {
     let limits = shared.config.limits;
     let _ = socket.set_nodelay(true);
     let _ = socket.set_write_timeout(Some(limits.send_timeout));
     let id = shared.next_id();
-    let conn = Arc::new(Conn::new(id, peer, socket, Arc::clone(&shared.stats)));
+    let conn = Arc::new(Conn::new(id, peer, socket, shared));
     shared.registry.insert(slot, Arc::clone(&conn));
     // Leave the registry however this function exits (a handler panic included).
     struct Leave<'a>(&'a Shared, usize);
     impl Drop for Leave<'_> {
         fn drop(&mut self) {
+            SERVING.with(|c| c.set(0));
             self.0.registry.remove(self.1);
         }
     }
     let _leave = Leave(shared, slot);
+    SERVING.with(|c| c.set(id));
 
     // Registered before this check, so a shutdown that started meanwhile either sees us or we see it.
     if shared.is_shutting_down() {
         let _ = conn.socket.send_with_flags(
             &handshake::refusal(503, "server is shutting down", &[]),
-            libc::MSG_DONTWAIT,
+            SEND_NOW,
         );
         return;
     }
     debug!("connection {id} from {peer}: accepted");
     let end = match run_handshake(shared, &conn) {
         Ok(leftover) => {
-            conn.state.store(STATE_OPEN, Ordering::SeqCst);
             Stats::bump(&shared.stats.upgrades);
             shared.handler.on_open(&conn);
             let end = run_session(shared, &conn, leftover);
+            conn.state.store(STATE_CLOSING, Ordering::SeqCst);
             shared.handler.on_close(&conn);
             end
         }
@@ -332,8 +660,10 @@ pub(crate) fn serve(shared: &Shared, slot: usize, socket: Socket, peer: SocketAd
     debug!("connection {id} from {peer}: ended ({end:?})");
     match end {
         End::Refused | End::Closing => {
-            // Our last bytes (a refusal or a close frame) must reach the client: send FIN first, then read
-            // until the client closes too, so the close below never turns into a reset that drops them.
+            // Our last bytes (a response or a close frame) must reach the client: send FIN first, then
+            // read until the client closes too, so the close below never turns into a reset that drops
+            // them.
+            let _ = conn.wait_drained();
             let _ = conn.socket.shutdown(Shutdown::Write);
             drain(&conn, Instant::now() + LINGER);
         }
@@ -363,21 +693,19 @@ fn drain(conn: &Conn, until: Instant) {
     }
 }
 
-/// Reads and answers the upgrade request. On success returns the bytes that followed the request.
-fn run_handshake(shared: &Shared, conn: &Conn) -> Result<Vec<u8>, End> {
+/// Reads the request head under the handshake deadline.
+fn read_request(shared: &Shared, conn: &Conn, parser: &mut RequestParser) -> Result<Request, End> {
     let limits = shared.config.limits;
     let deadline = Instant::now() + limits.handshake_timeout;
-    let mut parser = RequestParser::new(limits.handshake());
     let mut buf = [0u8; 2048];
-    let request = loop {
+    loop {
         let now = Instant::now();
         if now >= deadline {
-            return Err(refuse_status(
-                shared,
-                conn,
-                408,
-                "the upgrade request did not arrive in time",
-            ));
+            let reason = format!(
+                "the request did not arrive within {}",
+                crate::config::format_duration(limits.handshake_timeout)
+            );
+            return Err(refuse_status(shared, conn, 408, &reason, &[]));
         }
         let _ = conn.socket.set_read_timeout(Some(deadline - now));
         let n = match conn.read(&mut buf) {
@@ -395,18 +723,55 @@ fn run_handshake(shared: &Shared, conn: &Conn) -> Result<Vec<u8>, End> {
             Err(_) => return Err(end_without_close(shared, conn)),
         };
         match parser.push(&buf[..n]) {
-            Ok(Some(request)) => break request,
+            Ok(Some(request)) => return Ok(request),
             Ok(None) => {}
             Err(e) => return Err(refuse(shared, conn, e)),
         }
-    };
+    }
+}
+
+/// Reads and answers the request: a plain HTTP request gets its endpoint's response; an upgrade is
+/// validated, checked against the origin allow-list and the key, and its subprotocol negotiated. On
+/// success returns the bytes that followed the request.
+fn run_handshake(shared: &Shared, conn: &Conn) -> Result<Vec<u8>, End> {
+    let mut parser = RequestParser::new(shared.config.limits.handshake());
+    let request = read_request(shared, conn, &mut parser)?;
+    if !request.wants_upgrade() {
+        let response = http::respond(shared, &request, conn.peer);
+        let _ = write_all(&conn.socket, &response.bytes);
+        if response.status >= 400 {
+            shared.stats.refused(response.status);
+        }
+        debug!(
+            "connection {} from {}: {} {} -> {}",
+            conn.id, conn.peer, request.method, request.target, response.status
+        );
+        return Err(End::Refused);
+    }
     let upgrade = match request.websocket() {
         Ok(u) => u,
         Err(e) => return Err(refuse(shared, conn, e)),
     };
-    let response = upgrade.response(None);
+    if let Err(reason) = auth::check_origin(&shared.config, upgrade.origin.as_deref()) {
+        return Err(refuse_status(shared, conn, 403, &reason, &[]));
+    }
+    if let Err(e) = auth::check_key(&shared.config, &request) {
+        return Err(refuse_status(shared, conn, e.status(), e.reason(), &[]));
+    }
+    let protocol = match auth::negotiate_protocol(&shared.config, &upgrade.protocols) {
+        Ok(p) => p,
+        Err(reason) => return Err(refuse_status(shared, conn, 400, &reason, &[])),
+    };
+    let response = upgrade.response(protocol.as_deref());
+    *lock(&conn.protocol) = protocol;
+    *lock(&conn.target) = request.target.clone();
     {
+        // Open from the moment the 101 can reach the client (under the write lock, so a shutdown that
+        // sees "open" writes its close frame after the 101, never before it).
         let mut w = conn.lock_writer();
+        conn.last_seen_ms.store(conn.now_ms(), Ordering::Relaxed);
+        conn.last_ping_ms.store(conn.now_ms(), Ordering::Relaxed);
+        conn.state.store(STATE_OPEN, Ordering::SeqCst);
         if write_all(&conn.socket, &response).is_err() {
             w.broken = true;
             return Err(end_without_close(shared, conn));
@@ -430,7 +795,7 @@ fn end_without_close(shared: &Shared, conn: &Conn) -> End {
 }
 
 fn refuse(shared: &Shared, conn: &Conn, error: HandshakeError) -> End {
-    Stats::bump(&shared.stats.refused_handshake);
+    shared.stats.refused(error.status());
     warning!(
         "connection {} from {}: refused {} ({})",
         conn.id,
@@ -442,20 +807,27 @@ fn refuse(shared: &Shared, conn: &Conn, error: HandshakeError) -> End {
     End::Refused
 }
 
-fn refuse_status(shared: &Shared, conn: &Conn, status: u16, reason: &str) -> End {
-    Stats::bump(&shared.stats.refused_handshake);
+fn refuse_status(
+    shared: &Shared,
+    conn: &Conn,
+    status: u16,
+    reason: &str,
+    headers: &[(&str, &str)],
+) -> End {
+    shared.stats.refused(status);
     warning!(
         "connection {} from {}: refused {status} ({reason})",
         conn.id,
         conn.peer
     );
-    let _ = write_all(&conn.socket, &handshake::refusal(status, reason, &[]));
+    let _ = write_all(&conn.socket, &handshake::refusal(status, reason, headers));
     End::Refused
 }
 
+/// Writes a whole HTTP response (blocking, bounded by the socket's send timeout).
 fn write_all(socket: &Socket, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
-        match socket.send(bytes) {
+        match socket.send_with_flags(bytes, SEND) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => bytes = &bytes[n..],
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -486,15 +858,18 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
     loop {
         // Hand every complete event in the buffer to its consumer.
         loop {
-            let step = session.read(&mut buf[start..end]);
-            let (used, event) = match step {
-                Ok(s) => s,
+            let (used, event) = match session.read(&mut buf[start..end]) {
+                Ok(step) => step,
                 Err(e) => return fail(shared, conn, e),
             };
             start += used;
             let close_code = match event {
                 Event::None if used == 0 => break,
-                Event::None | Event::Pong(_) => continue,
+                Event::None => continue,
+                Event::Pong(_) => {
+                    conn.ping_out_ms.store(0, Ordering::Relaxed);
+                    continue;
+                }
                 Event::Message(message) => {
                     Stats::bump(&shared.stats.messages_in);
                     Stats::add(&shared.stats.bytes_in, message.as_bytes().len());
@@ -513,20 +888,18 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
                 }
                 Event::Close(frame) => frame.map(|f| f.code),
             };
+            shared
+                .stats
+                .close_received(close_code.unwrap_or(CloseCode::NO_STATUS));
             // The peer's close: answer it (echoing its code) unless ours already went out.
             if session.state() == SessionState::CloseReceived {
-                let reply = match close_code {
-                    Some(code) => close_payload(code, ""),
-                    None => close_payload(CloseCode::NORMAL, ""),
+                let sent = match close_code {
+                    Some(code) => conn.close(code, ""),
+                    None => conn.send_frame(OpCode::Close, &[]),
                 };
-                let reply: &[u8] = if close_code.is_some() {
-                    reply.as_bytes()
-                } else {
-                    &[]
-                };
-                let _ = conn.send_frame(OpCode::Close, reply).map(|()| {
-                    conn.lock_writer().close_sent = true;
-                });
+                if sent.is_err() && !conn.close_was_sent() {
+                    return end_without_close(shared, conn);
+                }
                 session.close_sent();
             }
             return End::Closing;
@@ -546,7 +919,10 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
         }
         match conn.read(&mut buf[end..]) {
             Ok(0) => return end_of_input(shared, conn, &mut session, &mut buf),
-            Ok(n) => end += n,
+            Ok(n) => {
+                end += n;
+                conn.last_seen_ms.store(conn.now_ms(), Ordering::Relaxed);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
                 if matches!(
@@ -554,11 +930,12 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                if shared.is_shutting_down() || conn.is_broken() {
+                if shared.is_shutting_down() || conn.is_broken() || conn.close_was_sent() {
                     return end_of_input(shared, conn, &mut session, &mut buf);
                 }
+                Stats::bump(&shared.stats.idle_timeouts);
                 info!(
-                    "connection {} from {}: closed after the idle timeout",
+                    "connection {} from {}: closing with 1001 after the idle timeout",
                     conn.id, conn.peer
                 );
                 let _ = conn.close(CloseCode::GOING_AWAY, "idle timeout");

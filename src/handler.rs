@@ -19,6 +19,10 @@ pub trait Handler: Send + Sync + 'static {
 
     /// The connection is ending (close handshake, error, shutdown or the peer leaving).
     fn on_close(&self, _conn: &Conn) {}
+
+    /// A periodic subscription of this connection (see [`Conn::subscribe`]) is due. Called from the
+    /// server's ticker thread: send with the non-blocking [`Conn::send`], never wait here.
+    fn on_subscription_due(&self, _conn: &Conn, _topic: &str) {}
 }
 
 /// Sends every text and binary message back unchanged: the mode for conformance tests and benchmarks.

@@ -20,6 +20,7 @@
 //! use hydrogen_ws::{Config, Echo, Server};
 //!
 //! let mut config = Config::default();
+//! config.mode = hydrogen_ws::Mode::Echo;
 //! config.listen = "127.0.0.1:0".parse().unwrap();
 //! config.threads = 4;
 //! let server = Server::start(config, Echo).unwrap();
@@ -39,10 +40,13 @@
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 mod connection;
 mod handler;
+mod http;
 mod listener;
 
 pub mod log;
@@ -51,11 +55,13 @@ mod registry;
 mod server;
 pub mod shutdown;
 pub mod status;
+mod ticker;
 
-pub use config::{Config, ConfigError, Limits, Mode};
+pub use app::Hydrogen;
+pub use config::{Config, ConfigError, Heartbeat, Limits, Mode};
 pub use connection::{Conn, SendError};
 pub use handler::{Echo, Handler};
 pub use hydrogen_ws_protocol as protocol;
-pub use server::{Server, ServerError, ServerHandle};
+pub use server::{BroadcastReport, Server, ServerError, ServerHandle};
 pub use shutdown::{ShutdownReport, Signals};
 pub use status::{Stats, StatsSnapshot};

@@ -4,12 +4,12 @@ use std::process::ExitCode;
 
 use hydrogen_ws::cli::{self, Command};
 use hydrogen_ws::log::{self, Level};
-use hydrogen_ws::{shutdown, Echo, Mode, Server, Signals};
+use hydrogen_ws::{shutdown, Echo, Hydrogen, Mode, Server, Signals};
 
 fn main() -> ExitCode {
     let command = cli::parse(std::env::args().skip(1), |k| std::env::var(k).ok());
     let (config, level) = match command {
-        Ok(Command::Run(config, level)) => (config, level),
+        Ok(Command::Run(config, level)) => (*config, level),
         Ok(Command::Help) => {
             print!("{}", cli::help());
             return ExitCode::SUCCESS;
@@ -36,10 +36,12 @@ fn main() -> ExitCode {
         }
     };
     let shutdown_timeout = config.shutdown_timeout;
+    let open = config.key.is_none();
     let mode = config.mode;
     let threads = config.threads;
     let server = match mode {
         Mode::Echo => Server::start(config, Echo),
+        Mode::Hydrogen => Server::start(config, Hydrogen),
     };
     let server = match server {
         Ok(s) => s,
@@ -57,6 +59,12 @@ fn main() -> ExitCode {
         hydrogen_ws::config::format_duration(shutdown_timeout)
     );
 
+    if open {
+        hydrogen_ws::log_at!(
+            Level::Warn,
+            "no key configured: ANY client may connect (--no-auth). Set --key or WEBSOCKET_KEY to require one."
+        );
+    }
     if let Err(e) = signals.wait() {
         eprintln!("hydrogen-ws: {e}");
     }

@@ -70,7 +70,7 @@ pub(crate) fn spawn_workers(
         .collect()
 }
 
-fn worker(shared: &Shared, slot: usize, jobs: &Receiver<Job>) {
+fn worker(shared: &Arc<Shared>, slot: usize, jobs: &Receiver<Job>) {
     for job in jobs.iter() {
         let peer = job.peer;
         let result = catch_unwind(AssertUnwindSafe(|| {

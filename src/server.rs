@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -17,6 +17,8 @@ use crate::pool::{self, Pool};
 use crate::registry::Registry;
 use crate::shutdown::{self, ShutdownReport, ShutdownState};
 use crate::status::{Stats, StatsSnapshot};
+use crate::ticker;
+use hydrogen_ws_protocol::Message;
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -72,6 +74,7 @@ pub(crate) struct Shared {
     pub(crate) local_addr: SocketAddr,
     pub(crate) shutdown_state: ShutdownState,
     pub(crate) started_at: Instant,
+    pub(crate) status_cache: Mutex<Option<(Instant, serde_json::Value)>>,
     next_id: AtomicU64,
 }
 
@@ -120,6 +123,7 @@ impl Server {
             local_addr,
             shutdown_state: ShutdownState::default(),
             started_at: Instant::now(),
+            status_cache: Mutex::new(None),
             next_id: AtomicU64::new(1),
             config,
         });
@@ -133,6 +137,13 @@ impl Server {
             .spawn(move || listener::accept_loop(&acceptor_shared, jobs_tx))
             .map_err(ServerError::Spawn)?;
         threads.push(acceptor);
+        let ticker_shared = Arc::clone(&shared);
+        let ticker = std::thread::Builder::new()
+            .name("hydrogen-ws-ticker".into())
+            .stack_size(256 * 1024)
+            .spawn(move || ticker::run(&ticker_shared))
+            .map_err(ServerError::Spawn)?;
+        threads.push(ticker);
         Ok(Server { shared, threads })
     }
 
@@ -171,7 +182,54 @@ pub struct ServerHandle {
     shared: Arc<Shared>,
 }
 
+/// What a broadcast did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BroadcastReport {
+    /// Connections the message was written to or queued for.
+    pub sent: usize,
+    /// Connections that could not take it (closing, or evicted for not reading).
+    pub failed: usize,
+}
+
 impl ServerHandle {
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
+        ServerHandle { shared }
+    }
+
+    /// Sends `message` to every open connection. Never waits for a client: what a socket does not take
+    /// at once is queued for it (bounded); a client that lets its queue fill or stalls past the send
+    /// timeout is evicted, and the others are not delayed.
+    pub fn broadcast(&self, message: Message<'_>) -> BroadcastReport {
+        self.send_where(message, |_| true)
+    }
+
+    /// Sends `message` to every open connection subscribed to `topic` (see [`crate::Conn::subscribe`]).
+    pub fn publish(&self, topic: &str, message: Message<'_>) -> BroadcastReport {
+        self.send_where(message, |c| c.is_subscribed(topic))
+    }
+
+    fn send_where(
+        &self,
+        message: Message<'_>,
+        wanted: impl Fn(&crate::Conn) -> bool,
+    ) -> BroadcastReport {
+        let mut report = BroadcastReport::default();
+        for conn in self.shared.registry.snapshot() {
+            if conn.is_open() && wanted(&conn) {
+                match conn.send(message) {
+                    Ok(()) => report.sent += 1,
+                    Err(_) => report.failed += 1,
+                }
+            }
+        }
+        report
+    }
+
+    /// The status document (the reply to `{"type":"status"}` and the body of `GET /status`).
+    pub fn status_document(&self) -> serde_json::Value {
+        crate::status::document(&self.shared)
+    }
+
     /// Runs the shutdown sequence (stop accepting, 1001 to every client, shutdown(Both), bounded join)
     /// and returns its report. Safe to call from several threads: one runs it, the others get the same
     /// report.

@@ -170,6 +170,10 @@ pub(crate) fn run(shared: &Shared) -> ShutdownReport {
     report.close_frames_us = micros(t2 - t1);
     report.join_us = micros(t3 - t2);
     report.total_us = micros(t3 - t0);
+    shared
+        .stats
+        .last_shutdown_us
+        .store(report.total_us.max(1), Ordering::Relaxed);
     info!("{report}");
     if !report.forced_ids.is_empty() {
         info!("shutdown: forced connection ids {:?}", report.forced_ids);

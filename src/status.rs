@@ -1,6 +1,23 @@
-//! Server-wide counters. Every connection updates them with relaxed atomics; status and metrics read them.
+//! Server-wide counters, the status document and the Prometheus metrics built from them.
+//!
+//! Every connection updates the counters with relaxed atomics; `{"type":"status"}`, `GET /status` and
+//! `GET /metrics` read them.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use hydrogen_ws_protocol::CloseCode;
+use serde_json::{json, Value};
+
+use crate::config::format_duration;
+use crate::server::Shared;
+
+/// Close codes counted one by one; any other code is counted as "other".
+const CODES: [u16; 12] = [
+    1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012,
+];
+/// HTTP statuses counted one by one as refusals; any other as "other".
+const STATUSES: [u16; 12] = [400, 401, 403, 404, 405, 408, 413, 414, 426, 431, 500, 503];
 
 /// Counters shared by every connection of one server.
 #[derive(Debug, Default)]
@@ -9,14 +26,20 @@ pub struct Stats {
     pub connections_total: AtomicU64,
     /// Handshakes completed (101 sent).
     pub upgrades: AtomicU64,
+    /// Plain HTTP requests answered (status, metrics, health, page).
+    pub http_requests: AtomicU64,
     /// Connections refused with 503 because every worker was busy.
     pub refused_full: AtomicU64,
-    /// Upgrade requests refused with a 4xx status.
+    /// Requests refused with an HTTP error status (503 for a full server included).
     pub refused_handshake: AtomicU64,
     /// Connections closed because the peer broke the protocol (close code 1002, 1007, 1009).
     pub protocol_errors: AtomicU64,
-    /// Connections evicted because a write to them timed out.
+    /// Connections evicted because they stopped reading.
     pub evicted: AtomicU64,
+    /// Connections closed after the idle timeout.
+    pub idle_timeouts: AtomicU64,
+    /// Connections closed because a pong was overdue.
+    pub heartbeat_timeouts: AtomicU64,
     /// Data messages received.
     pub messages_in: AtomicU64,
     /// Data messages sent.
@@ -25,8 +48,17 @@ pub struct Stats {
     pub bytes_in: AtomicU64,
     /// Payload bytes of data messages sent.
     pub bytes_out: AtomicU64,
-    /// Handler panics caught (the connection is closed with 1011; the worker lives on).
+    /// Handler panics caught (the connection is closed; the worker lives on).
     pub handler_panics: AtomicU64,
+    refusals: [AtomicU64; STATUSES.len() + 1],
+    close_sent: [AtomicU64; CODES.len() + 1],
+    close_received: [AtomicU64; CODES.len() + 1],
+    /// Microseconds the last shutdown took (0: none yet).
+    pub last_shutdown_us: AtomicU64,
+}
+
+fn bucket<const N: usize>(table: &[u16; N], value: u16) -> usize {
+    table.iter().position(|&v| v == value).unwrap_or(N)
 }
 
 impl Stats {
@@ -38,16 +70,41 @@ impl Stats {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// A consistent-enough copy of every counter.
+    /// Counts a refusal with HTTP `status`.
+    pub(crate) fn refused(&self, status: u16) {
+        Self::bump(&self.refused_handshake);
+        if let Some(c) = self.refusals.get(bucket(&STATUSES, status)) {
+            Self::bump(c);
+        }
+    }
+
+    /// Counts a close frame we sent.
+    pub(crate) fn close_sent(&self, code: CloseCode) {
+        if let Some(c) = self.close_sent.get(bucket(&CODES, code.0)) {
+            Self::bump(c);
+        }
+    }
+
+    /// Counts a close frame we received (1005 for one without a code).
+    pub(crate) fn close_received(&self, code: CloseCode) {
+        if let Some(c) = self.close_received.get(bucket(&CODES, code.0)) {
+            Self::bump(c);
+        }
+    }
+
+    /// A consistent-enough copy of the main counters.
     pub fn snapshot(&self) -> StatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
             connections_total: get(&self.connections_total),
             upgrades: get(&self.upgrades),
+            http_requests: get(&self.http_requests),
             refused_full: get(&self.refused_full),
             refused_handshake: get(&self.refused_handshake),
             protocol_errors: get(&self.protocol_errors),
             evicted: get(&self.evicted),
+            idle_timeouts: get(&self.idle_timeouts),
+            heartbeat_timeouts: get(&self.heartbeat_timeouts),
             messages_in: get(&self.messages_in),
             messages_out: get(&self.messages_out),
             bytes_in: get(&self.bytes_in),
@@ -57,19 +114,257 @@ impl Stats {
     }
 }
 
-/// Plain copy of [`Stats`].
+/// Plain copy of the main [`Stats`] counters.
 #[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
     pub connections_total: u64,
     pub upgrades: u64,
+    pub http_requests: u64,
     pub refused_full: u64,
     pub refused_handshake: u64,
     pub protocol_errors: u64,
     pub evicted: u64,
+    pub idle_timeouts: u64,
+    pub heartbeat_timeouts: u64,
     pub messages_in: u64,
     pub messages_out: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub handler_panics: u64,
+}
+
+/// Resident memory (bytes) and thread count of this process, from `/proc/self/status`.
+pub fn process_usage() -> (Option<u64>, Option<u64>) {
+    let Ok(text) = std::fs::read_to_string("/proc/self/status") else {
+        return (None, None);
+    };
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    (field("VmRSS:").map(|kib| kib * 1024), field("Threads:"))
+}
+
+/// The status document: what `{"type":"status"}` answers and `GET /status` serves.
+pub(crate) fn document(shared: &Shared) -> Value {
+    // Pushes to many subscribers in the same tick share one document (and one read of /proc).
+    let mut cache = shared
+        .status_cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((at, doc)) = cache.as_ref() {
+        if at.elapsed() < std::time::Duration::from_millis(50) {
+            return doc.clone();
+        }
+    }
+    let doc = build_document(shared);
+    *cache = Some((std::time::Instant::now(), doc.clone()));
+    doc
+}
+
+fn build_document(shared: &Shared) -> Value {
+    let s = shared.stats.snapshot();
+    let c = &shared.config;
+    let l = &c.limits;
+    let (rss, threads) = process_usage();
+    json!({
+        "type": "status",
+        "server": "hydrogen-ws",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": shared.started_at.elapsed().as_secs_f64(),
+        "listen": shared.local_addr.to_string(),
+        "mode": c.mode.as_str(),
+        "protocol": c.protocol,
+        "shutting_down": shared.is_shutting_down(),
+        "connections": {
+            "active": shared.registry.live(),
+            "total": s.connections_total,
+            "capacity": c.threads,
+        },
+        "requests": {
+            "total": s.upgrades + s.http_requests + s.refused_handshake,
+            "upgrades": s.upgrades,
+            "http": s.http_requests,
+            "refused": s.refused_handshake,
+        },
+        "messages": { "in": s.messages_in, "out": s.messages_out },
+        "bytes": { "in": s.bytes_in, "out": s.bytes_out },
+        "memory": { "rss_bytes": rss },
+        "threads": threads,
+        "pool": { "workers": c.threads, "busy": shared.registry.live() },
+        "limits": {
+            "max_message_size": l.max_message_size,
+            "max_frame_size": l.max_frame_size,
+            "max_header_size": l.max_header_bytes,
+            "max_headers": l.max_headers,
+            "handshake_timeout": format_duration(l.handshake_timeout),
+            "send_timeout": format_duration(l.send_timeout),
+            "idle_timeout": l.idle_timeout.map(format_duration),
+            "ping_interval": c.heartbeat.ping_interval.map(format_duration),
+            "pong_timeout": format_duration(c.heartbeat.pong_timeout),
+            "shutdown_timeout": format_duration(c.shutdown_timeout),
+        },
+    })
+}
+
+/// The Prometheus text exposition served at `GET /metrics`.
+pub(crate) fn metrics(shared: &Shared) -> String {
+    let s = shared.stats.snapshot();
+    let (rss, threads) = process_usage();
+    let mut out = String::with_capacity(4096);
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(out, "# HELP hydrogen_ws_{name} {help}");
+        let _ = writeln!(out, "# TYPE hydrogen_ws_{name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "hydrogen_ws_{name}{labels} {value}");
+        }
+    };
+    let one = |v: u64| vec![(String::new(), v as f64)];
+    metric(
+        "up",
+        "gauge",
+        "1 while serving, 0 during shutdown.",
+        &one(u64::from(!shared.is_shutting_down())),
+    );
+    metric(
+        "uptime_seconds",
+        "gauge",
+        "Seconds since the server started.",
+        &[(String::new(), shared.started_at.elapsed().as_secs_f64())],
+    );
+    metric(
+        "connections_active",
+        "gauge",
+        "Connections open or in the handshake.",
+        &one(shared.registry.live() as u64),
+    );
+    metric(
+        "connections_capacity",
+        "gauge",
+        "Worker threads, the connection capacity.",
+        &one(shared.config.threads as u64),
+    );
+    metric(
+        "connections_total",
+        "counter",
+        "Connections accepted.",
+        &one(s.connections_total),
+    );
+    metric(
+        "upgrades_total",
+        "counter",
+        "WebSocket handshakes completed.",
+        &one(s.upgrades),
+    );
+    metric(
+        "http_requests_total",
+        "counter",
+        "Plain HTTP requests answered.",
+        &one(s.http_requests),
+    );
+    metric(
+        "messages_received_total",
+        "counter",
+        "Data messages received.",
+        &one(s.messages_in),
+    );
+    metric(
+        "messages_sent_total",
+        "counter",
+        "Data messages sent.",
+        &one(s.messages_out),
+    );
+    metric(
+        "bytes_received_total",
+        "counter",
+        "Payload bytes received.",
+        &one(s.bytes_in),
+    );
+    metric(
+        "bytes_sent_total",
+        "counter",
+        "Payload bytes sent.",
+        &one(s.bytes_out),
+    );
+    metric(
+        "protocol_errors_total",
+        "counter",
+        "Connections closed for breaking the protocol.",
+        &one(s.protocol_errors),
+    );
+    metric(
+        "evictions_total",
+        "counter",
+        "Clients evicted for not reading.",
+        &one(s.evicted),
+    );
+    metric(
+        "idle_timeouts_total",
+        "counter",
+        "Connections closed after the idle timeout.",
+        &one(s.idle_timeouts),
+    );
+    metric(
+        "heartbeat_timeouts_total",
+        "counter",
+        "Connections closed because a pong was overdue.",
+        &one(s.heartbeat_timeouts),
+    );
+    let labelled = |table: &[u16], counters: &[AtomicU64], label: &str| -> Vec<(String, f64)> {
+        counters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let name = table
+                    .get(i)
+                    .map_or_else(|| "other".to_string(), u16::to_string);
+                (
+                    format!("{{{label}=\"{name}\"}}"),
+                    c.load(Ordering::Relaxed) as f64,
+                )
+            })
+            .collect()
+    };
+    metric(
+        "refusals_total",
+        "counter",
+        "Requests refused, by HTTP status.",
+        &labelled(&STATUSES, &shared.stats.refusals, "status"),
+    );
+    metric(
+        "close_codes_sent_total",
+        "counter",
+        "Close frames sent, by code.",
+        &labelled(&CODES, &shared.stats.close_sent, "code"),
+    );
+    metric(
+        "close_codes_received_total",
+        "counter",
+        "Close frames received, by code (1005: no code).",
+        &labelled(&CODES, &shared.stats.close_received, "code"),
+    );
+    if let Some(rss) = rss {
+        metric(
+            "resident_memory_bytes",
+            "gauge",
+            "Resident memory of the process.",
+            &one(rss),
+        );
+    }
+    if let Some(threads) = threads {
+        metric("threads", "gauge", "Threads of the process.", &one(threads));
+    }
+    let last = shared.stats.last_shutdown_us.load(Ordering::Relaxed);
+    if last > 0 {
+        metric(
+            "last_shutdown_seconds",
+            "gauge",
+            "Duration of the last shutdown sequence.",
+            &[(String::new(), last as f64 / 1e6)],
+        );
+    }
+    out
 }

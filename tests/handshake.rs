@@ -29,7 +29,10 @@ fn valid_request_gets_101_with_the_rfc_accept_key() {
     c.send_raw(upgrade_request("").as_bytes());
     let r = c.read_response().expect("response");
     assert_eq!(r.status, 101);
-    assert_eq!(r.header("sec-websocket-accept"), Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+    assert_eq!(
+        r.header("sec-websocket-accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    );
     server.shutdown();
 }
 
@@ -56,7 +59,10 @@ fn bad_key_gets_400() {
 
 #[test]
 fn http_1_0_gets_400() {
-    assert_eq!(status_for(&upgrade_request("").replace("HTTP/1.1", "HTTP/1.0")).status, 400);
+    assert_eq!(
+        status_for(&upgrade_request("").replace("HTTP/1.1", "HTTP/1.0")).status,
+        400
+    );
 }
 
 #[test]
@@ -67,7 +73,10 @@ fn plain_get_gets_426() {
 
 #[test]
 fn garbage_gets_400() {
-    assert_eq!(status_for_bytes(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n").status, 400);
+    assert_eq!(
+        status_for_bytes(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n").status,
+        400
+    );
 }
 
 #[test]

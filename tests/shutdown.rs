@@ -39,21 +39,39 @@ fn a_client_that_never_reads_cannot_hold_shutdown_past_its_deadline() {
     let mut cfg = config();
     cfg.shutdown_timeout = Duration::from_millis(500);
     let server = server_with(cfg, hydrogen_ws::Echo);
-    let mut stalled = RawClient::open(server.local_addr());
-    stalled
-        .stream
-        .set_write_timeout(Some(Duration::from_millis(200)))
+    let stalled = RawClient::open(server.local_addr());
+    // Keep sending echo requests and never read the echoes: the server's echo stalls on a full send
+    // buffer with more queued behind it, for as long as this goes on.
+    let mut writer = stalled.stream.try_clone().expect("clone");
+    writer
+        .set_write_timeout(Some(Duration::from_millis(100)))
         .expect("timeout");
-    // Send echo requests and never read the echoes: the server's write blocks on a full buffer, holding
-    // the write lock.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = std::sync::Arc::clone(&stop);
     let chunk = hydrogen_ws_protocol::encode_masked_frame(
         true,
         OpCode::Binary,
         [9, 9, 9, 9],
         &[0u8; 65536],
     );
-    let until = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < until && stalled.stream.write_all(&chunk).is_ok() {}
+    let pusher = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < until {
+            if writer.write(&chunk).is_err() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    });
+    // Wait until the server has stopped taking the client's data.
+    let mut last = u64::MAX;
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = server.handle().stats().bytes_in;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
     let mut polite = RawClient::open(server.local_addr());
 
     let started = Instant::now();
@@ -63,6 +81,9 @@ fn a_client_that_never_reads_cannot_hold_shutdown_past_its_deadline() {
     assert_eq!(report.forced, 1, "{report}");
     assert_eq!(report.close_frames, 1, "{report}");
     assert_eq!(polite.read_close().expect("close"), Some(1001));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = pusher.join();
+    drop(stalled);
     server.shutdown();
 }
 
@@ -146,6 +167,8 @@ fn spawn_binary(extra: &[&str]) -> (std::process::Child, std::net::SocketAddr) {
         .args([
             "--listen",
             "127.0.0.1:0",
+            "--mode",
+            "echo",
             "--threads",
             "4",
             "--log-level",

@@ -11,11 +11,13 @@ use hydrogen_ws_protocol::{encode_masked_frame, OpCode};
 /// A configuration for tests: a free port, a few workers, quiet logs.
 pub fn config() -> Config {
     hydrogen_ws::log::set_level(hydrogen_ws::log::Level::Off);
-    let mut c = Config::default();
-    c.listen = "127.0.0.1:0".parse().expect("literal address");
-    c.threads = 8;
-    c.shutdown_timeout = Duration::from_secs(2);
-    c
+    Config {
+        listen: "127.0.0.1:0".parse().expect("literal address"),
+        mode: hydrogen_ws::Mode::Echo,
+        threads: 8,
+        shutdown_timeout: Duration::from_secs(2),
+        ..Config::default()
+    }
 }
 
 /// An echo server with the test configuration.

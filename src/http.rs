@@ -1,0 +1,158 @@
+//! Plain HTTP on the WebSocket port: `/status`, `/metrics`, `/health` and the live status page at `/`.
+//!
+//! Every response closes the connection (`Connection: close`): these are occasional requests from
+//! people, health checkers and scrapers, and a worker is not kept for them.
+
+use std::net::SocketAddr;
+
+use hydrogen_ws_protocol::{handshake, HandshakeError, Request};
+
+use crate::auth;
+use crate::config::Mode;
+use crate::log::warning;
+use crate::server::Shared;
+use crate::status::{self, Stats};
+
+/// A complete response and its status.
+pub(crate) struct HttpResponse {
+    pub status: u16,
+    pub bytes: Vec<u8>,
+}
+
+fn response(status: u16, content_type: &str, body: &[u8], head_only: bool) -> HttpResponse {
+    let mut bytes = format!(
+        "HTTP/1.1 {status} {}\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\nCache-Control: no-store\r\n\r\n",
+        handshake::reason_phrase(status),
+        body.len()
+    )
+    .into_bytes();
+    if !head_only {
+        bytes.extend_from_slice(body);
+    }
+    HttpResponse { status, bytes }
+}
+
+fn text(status: u16, body: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    HttpResponse {
+        status,
+        bytes: handshake::refusal(status, body, headers),
+    }
+}
+
+/// Answers a request that did not ask for a WebSocket upgrade.
+pub(crate) fn respond(shared: &Shared, request: &Request, peer: SocketAddr) -> HttpResponse {
+    Stats::bump(&shared.stats.http_requests);
+    let head_only = request.method == "HEAD";
+    if request.method != "GET" && !head_only {
+        return text(405, "only GET is served here", &[("Allow", "GET, HEAD")]);
+    }
+    let protected = matches!(request.path(), "/status" | "/metrics");
+    if protected {
+        if let Err(e) = auth::check_key(&shared.config, request) {
+            warning!(
+                "{peer}: refused {} {} with {} ({})",
+                request.method,
+                request.path(),
+                e.status(),
+                e.reason()
+            );
+            return text(e.status(), e.reason(), &[]);
+        }
+    }
+    match request.path() {
+        "/status" => {
+            let body = status::document(shared).to_string();
+            response(200, "application/json", body.as_bytes(), head_only)
+        }
+        "/metrics" => {
+            let body = status::metrics(shared);
+            response(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                body.as_bytes(),
+                head_only,
+            )
+        }
+        "/health" if shared.is_shutting_down() => text(503, "shutting down", &[]),
+        "/health" => response(200, "text/plain; charset=utf-8", b"ok\n", head_only),
+        "/" if shared.config.mode == Mode::Hydrogen => response(
+            200,
+            "text/html; charset=utf-8",
+            STATUS_PAGE.as_bytes(),
+            head_only,
+        ),
+        "/" => HttpResponse {
+            status: 426,
+            bytes: HandshakeError::MissingUpgrade.response(),
+        },
+        _ => text(404, "not found: try /, /status, /metrics or /health", &[]),
+    }
+}
+
+/// The live status page: connects back over WebSocket (with the key from its own URL), subscribes to
+/// status pushes and shows them.
+const STATUS_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>hydrogen-ws status</title>
+<style>
+  body { font: 15px/1.4 system-ui, sans-serif; margin: 2rem auto; max-width: 44rem; color: #222; }
+  h1 { font-size: 1.4rem; } #state { font-weight: 600; }
+  table { border-collapse: collapse; width: 100%; } td { padding: .25rem .5rem; border-bottom: 1px solid #ddd; }
+  td:first-child { color: #555; width: 40%; } .bad { color: #b00; } .good { color: #070; }
+</style>
+</head>
+<body>
+<h1>hydrogen-ws</h1>
+<p>Connection: <span id="state">connecting…</span></p>
+<table id="fields"></table>
+<script>
+"use strict";
+const key = new URLSearchParams(location.search).get("key");
+const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+const url = scheme + location.host + "/" + (key ? "?key=" + encodeURIComponent(key) : "");
+const state = document.getElementById("state");
+const table = document.getElementById("fields");
+function flatten(prefix, value, rows) {
+  if (value && typeof value === "object") {
+    for (const [k, v] of Object.entries(value)) flatten(prefix ? prefix + "." + k : k, v, rows);
+  } else if (prefix !== "type") {
+    rows.push([prefix, value]);
+  }
+  return rows;
+}
+function show(doc) {
+  table.replaceChildren(...flatten("", doc, []).map(([k, v]) => {
+    const tr = document.createElement("tr");
+    const a = document.createElement("td"); a.textContent = k;
+    const b = document.createElement("td"); b.textContent = v === null ? "–" : String(v);
+    tr.append(a, b);
+    return tr;
+  }));
+}
+function connect() {
+  const ws = new WebSocket(url, "hydrogen");
+  ws.onopen = () => {
+    state.textContent = "live"; state.className = "good";
+    ws.send(JSON.stringify({ type: "status" }));
+    ws.send(JSON.stringify({ type: "subscribe", topic: "status", interval_ms: 1000 }));
+  };
+  ws.onmessage = (e) => {
+    const msg = JSON.parse(e.data);
+    if (msg.type === "status") show(msg);
+    else if (msg.type === "error") { state.textContent = "error: " + msg.error; state.className = "bad"; }
+  };
+  ws.onclose = (e) => {
+    state.textContent = "closed (" + e.code + (e.reason ? " " + e.reason : "") + "), retrying…";
+    state.className = "bad";
+    setTimeout(connect, 2000);
+  };
+}
+connect();
+</script>
+</body>
+</html>
+"#;
