@@ -258,3 +258,72 @@ fn bad_flag_exits_2_with_a_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--threads"), "{err}");
 }
+
+#[test]
+fn a_second_signal_during_shutdown_exits_at_once_with_130() {
+    // A client with a tiny receive window that never reads keeps its worker waiting for the close frame
+    // to be acknowledged, so the graceful shutdown lasts until its deadline (4 s here) ...
+    let (mut child, addr) = spawn_binary(&["--shutdown-timeout", "4s"]);
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    socket.connect(&addr.into()).expect("connect");
+    let mut stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    stream
+        .write_all(upgrade_request("").as_bytes())
+        .expect("upgrade");
+    let mut head = [0u8; 129];
+    stream.read_exact(&mut head).expect("101");
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let frame =
+        hydrogen_ws_protocol::encode_masked_frame(true, OpCode::Binary, [1, 2, 3, 4], &[0u8; 2000]);
+    for _ in 0..20 {
+        stream.write_all(&frame).expect("send");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    signal(&child, libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "still in its graceful shutdown"
+    );
+    // ... and a second signal ends it at once.
+    let started = Instant::now();
+    signal(&child, libc::SIGTERM);
+    let status = wait_exit(&mut child, Duration::from_secs(2));
+    assert_eq!(status.code(), Some(130));
+    assert!(started.elapsed() < Duration::from_millis(1000));
+    drop(stream);
+}
+
+struct Slow;
+impl hydrogen_ws::Handler for Slow {
+    fn on_message(&self, _conn: &hydrogen_ws::Conn, _message: hydrogen_ws_protocol::Message<'_>) {
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+#[test]
+fn the_deadline_bounds_shutdown_even_when_a_handler_is_stuck() {
+    let mut cfg = config();
+    cfg.shutdown_timeout = Duration::from_millis(300);
+    let server = server_with(cfg, Slow);
+    let mut stuck = RawClient::open(server.local_addr());
+    let mut fine = RawClient::open(server.local_addr());
+    stuck.send_frame(true, OpCode::Text, b"take your time");
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let report = server.handle().shutdown();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(800), "{took:?} {report}");
+    assert_eq!(report.unfinished, 1, "{report}");
+    assert!(!report.completed());
+    // The stuck worker's client still got its close frame: the write did not need the worker.
+    assert_eq!(report.close_frames, 2, "{report}");
+    assert_eq!(fine.read_close().expect("close"), Some(1001));
+    assert_eq!(stuck.read_close().expect("close"), Some(1001));
+}
