@@ -62,6 +62,40 @@ thread_local! {
     /// worker waits for the client to take the data (back-pressure); a send from any other thread never
     /// waits.
     static SERVING: Cell<u64> = const { Cell::new(0) };
+    /// While the worker hands out the events of one read, its own small replies are gathered and go out
+    /// together before the next read: one send for many pipelined messages instead of one each.
+    static BATCH: Cell<Batch> = const { Cell::new(Batch::Off) };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batch {
+    Off,
+    /// Gathering; `true` once something is held back.
+    On(bool),
+}
+
+/// Most bytes the worker holds back before sending them anyway.
+const BATCH_LIMIT: usize = 64 * 1024;
+
+/// Ends a batch when dropped (the read loop left by any path).
+struct BatchGuard;
+
+impl BatchGuard {
+    fn start() -> BatchGuard {
+        BATCH.with(|b| b.set(Batch::On(false)));
+        BatchGuard
+    }
+
+    /// Ends the batch; whether the worker held anything back that must now go out.
+    fn finish(&self) -> bool {
+        BATCH.with(|b| b.replace(Batch::Off)) == Batch::On(true)
+    }
+}
+
+impl Drop for BatchGuard {
+    fn drop(&mut self) {
+        BATCH.with(|b| b.set(Batch::Off));
+    }
 }
 
 #[derive(Default)]
@@ -298,6 +332,25 @@ impl Conn {
         let header = FrameHeader::new(true, opcode, None, payload.len() as u64).encode();
         let own = SERVING.with(Cell::get) == self.id;
         let mut w = self.lock_writer();
+        let total = header.as_bytes().len() + payload.len();
+        if own
+            && opcode != OpCode::Close
+            && BATCH.with(Cell::get) != Batch::Off
+            && w.queued() + total <= BATCH_LIMIT
+        {
+            // Held back until the read loop ends the batch (or the batch is full).
+            if w.close_sent || w.broken {
+                return Err(SendError::Closed);
+            }
+            if w.queued() == 0 {
+                w.pending.clear();
+                w.done = 0;
+            }
+            w.pending.extend_from_slice(header.as_bytes());
+            w.pending.extend_from_slice(payload);
+            BATCH.with(|b| b.set(Batch::On(true)));
+            return Ok(());
+        }
         self.enqueue(&mut w, header.as_bytes(), payload)?;
         if opcode == OpCode::Close {
             w.close_sent = true;
@@ -855,7 +908,10 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
     let mut end = buf.len();
     buf.resize(end.max(MIN_READ_BUF), 0);
     let mut start = 0;
+    // Whether the last read filled all the room it was given (more is probably waiting).
+    let mut filled = false;
     loop {
+        let batch = BatchGuard::start();
         // Hand every complete event in the buffer to its consumer.
         loop {
             let (used, event) = match session.read(&mut buf[start..end]) {
@@ -904,22 +960,32 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
             }
             return End::Closing;
         }
-        // Make room: move the unread tail to the front, or grow while reads keep filling the buffer.
+        // Replies held back while handling this read go out now, before we block in the next read.
+        if batch.finish() && conn.wait_drained().is_err() {
+            return end_without_close(shared, conn);
+        }
+        // Make room: move the unread tail to the front; grow while reads keep filling the buffer, shrink
+        // back once a burst is over so an idle connection holds only the small buffer.
         if start == end {
             start = 0;
             end = 0;
+            if !filled && buf.len() > MIN_READ_BUF {
+                buf.truncate(MIN_READ_BUF);
+                buf.shrink_to_fit();
+            }
         } else if start > 0 {
             buf.copy_within(start..end, 0);
             end -= start;
             start = 0;
         }
-        if end == buf.len() {
+        if end == buf.len() || (filled && buf.len() < MAX_READ_BUF) {
             let grown = (buf.len() * 2).min(MAX_READ_BUF.max(buf.len()));
-            buf.resize(grown.max(buf.len() + MIN_READ_BUF), 0);
+            buf.resize(grown.max(end + MIN_READ_BUF), 0);
         }
         match conn.read(&mut buf[end..]) {
             Ok(0) => return end_of_input(shared, conn, &mut session, &mut buf),
             Ok(n) => {
+                filled = end + n == buf.len();
                 end += n;
                 conn.last_seen_ms.store(conn.now_ms(), Ordering::Relaxed);
             }
