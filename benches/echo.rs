@@ -1,0 +1,1001 @@
+//! Echo benchmark: our release binary in echo mode against a thread-per-connection tungstenite echo
+//! server, in the same run, driven by a load client of our own.
+//!
+//! `cargo bench --bench echo` builds `hydrogen-ws` (release), starts it with `--mode echo`, starts
+//! the tungstenite server as a child process (this binary re-executed with
+//! `HYDROGEN_BENCH_ROLE=tungstenite-server`, so its CPU time is measured on its own), and runs:
+//!
+//! - `lat`: one message in flight per connection; round-trip p50/p99 as the client sees it;
+//! - `pipe`: many messages in flight per connection (see `window`);
+//!
+//! for 1, 10, 100 and 1,000 connections at 64 B, 1 KiB and 64 KiB. For every point it reports
+//! messages per second and the **server's CPU time per echoed message** (utime + stime from
+//! `/proc/PID/stat` over the measured window, divided by the messages echoed in it): on a small
+//! machine the load client is the bottleneck, so messages per second alone cannot rank servers.
+//! Then RSS per idle connection at 1,000 and 10,000 connections for both servers.
+//!
+//! Environment (all optional):
+//! - `HYDROGEN_BENCH_QUICK=1`: 0.5 s points, 1/10/100 connections, 64 B and 1 KiB, RSS at 1,000;
+//! - `HYDROGEN_BENCH_SECS` (default 2), `HYDROGEN_BENCH_WARMUP_MS` (default 300);
+//! - `HYDROGEN_BENCH_CONNS` (`1,10,100,1000`), `HYDROGEN_BENCH_SIZES` (`64,1024,65536`),
+//!   `HYDROGEN_BENCH_MODES` (`lat,pipe`), `HYDROGEN_BENCH_SERVERS` (`ours,tungstenite`);
+//! - `HYDROGEN_BENCH_RSS_CONNS` (`1000,10000`; empty to skip), `HYDROGEN_BENCH_STACK_SIZE` (passed
+//!   to our `--stack-size` in the RSS test);
+//! - `HYDROGEN_BENCH_CLIENT_THREADS` (default 2), `HYDROGEN_BENCH_SERVER_BIN` (skip the build and
+//!   use this binary), `HYDROGEN_BENCH_ONLY=ours:pipe:1:1024` with `HYDROGEN_BENCH_SECS=N` to hold
+//!   one point for N seconds (for a profiler attached to the server; its PID is printed).
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const ROLE_ENV: &str = "HYDROGEN_BENCH_ROLE";
+const MASK: [u8; 4] = [0x5a, 0x13, 0xc7, 0x81];
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+fn main() {
+    if std::env::var(ROLE_ENV).as_deref() == Ok("tungstenite-server") {
+        tungstenite_server();
+        return;
+    }
+    let plan = Plan::from_env();
+    raise_nofile();
+    let bin = server_binary();
+
+    let max_conns = plan.conns.iter().copied().max().unwrap_or(1);
+    let mut servers: Vec<Server> = Vec::new();
+    for name in &plan.servers {
+        servers.push(match name.as_str() {
+            "ours" => Server::ours(&bin, max_conns + 16, None),
+            "tungstenite" => Server::tungstenite(),
+            other => panic!("unknown server {other}"),
+        });
+    }
+    for s in &servers {
+        eprintln!("{} server: pid {} on {}", s.name, s.pid(), s.addr);
+    }
+
+    let mut results: Vec<Point> = Vec::new();
+    for &conns in &plan.conns {
+        // One set of connections per server and connection count, reused across sizes and modes.
+        let mut pools: Vec<Vec<TcpStream>> = servers
+            .iter()
+            .map(|s| open_conns(s.addr, conns).expect("open connections"))
+            .collect();
+        for &size in &plan.sizes {
+            for mode in &plan.modes {
+                for (i, server) in servers.iter().enumerate() {
+                    if let Some(only) = &plan.only {
+                        if only != &(server.name.to_string(), mode.clone(), conns, size) {
+                            continue;
+                        }
+                    }
+                    let conns_vec = std::mem::take(&mut pools[i]);
+                    let (point, back) = run_point(&plan, server, conns_vec, mode, size);
+                    pools[i] = match back {
+                        Some(back) => back,
+                        None => open_conns(server.addr, conns).expect("reopen connections"),
+                    };
+                    eprintln!("{}", point.line());
+                    results.push(point);
+                }
+            }
+        }
+    }
+    print_table(&results, &plan);
+
+    for s in servers {
+        s.stop();
+    }
+
+    if !plan.rss_conns.is_empty() {
+        println!();
+        println!("Idle connections: RSS (VmRSS of the server process, from /proc/PID/status)");
+        println!(
+            "each connection: handshake + one 64 B echo, then idle 1 s; delta = (after - before) / N"
+        );
+        println!();
+        println!(
+            "| server      |  conns | before MiB | after MiB | KiB/conn (delta) | KiB/conn (total) | worker stacks: mappings, mean / max touched KiB |"
+        );
+        println!(
+            "|-------------|-------:|-----------:|----------:|-----------------:|-----------------:|--------------------------------------------------|"
+        );
+        for &n in &plan.rss_conns {
+            for name in &plan.servers {
+                let stack = plan.stack_size;
+                let server = match name.as_str() {
+                    "ours" => Server::ours(&bin, n + 16, stack),
+                    _ => Server::tungstenite(),
+                };
+                match rss_point(&server, n, stack) {
+                    Ok(line) => println!("{line}"),
+                    Err(e) => println!("| {:<11} | {n:>6} | failed: {e} |", server.name),
+                }
+                server.stop();
+            }
+        }
+    }
+}
+
+/// What to run, from the environment.
+struct Plan {
+    secs: f64,
+    warmup: Duration,
+    conns: Vec<usize>,
+    sizes: Vec<usize>,
+    modes: Vec<String>,
+    servers: Vec<String>,
+    rss_conns: Vec<usize>,
+    client_threads: usize,
+    stack_size: Option<usize>,
+    only: Option<(String, String, usize, usize)>,
+}
+
+fn env_list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
+    let value = std::env::var(name).unwrap_or_else(|_| default.to_string());
+    value
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            s.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: bad item {s:?}"))
+        })
+        .collect()
+}
+
+impl Plan {
+    fn from_env() -> Plan {
+        let quick = std::env::var("HYDROGEN_BENCH_QUICK").is_ok_and(|v| v != "0");
+        let (secs, conns, sizes, rss) = if quick {
+            ("0.5", "1,10,100", "64,1024", "1000")
+        } else {
+            ("2", "1,10,100,1000", "64,1024,65536", "1000,10000")
+        };
+        let only = std::env::var("HYDROGEN_BENCH_ONLY").ok().map(|v| {
+            let p: Vec<&str> = v.split(':').collect();
+            assert_eq!(p.len(), 4, "HYDROGEN_BENCH_ONLY=server:mode:conns:size");
+            (
+                p[0].to_string(),
+                p[1].to_string(),
+                p[2].parse().expect("conns"),
+                p[3].parse().expect("size"),
+            )
+        });
+        let mut plan = Plan {
+            secs: env_list::<f64>("HYDROGEN_BENCH_SECS", secs)[0],
+            warmup: Duration::from_millis(env_list::<u64>("HYDROGEN_BENCH_WARMUP_MS", "300")[0]),
+            conns: env_list("HYDROGEN_BENCH_CONNS", conns),
+            sizes: env_list("HYDROGEN_BENCH_SIZES", sizes),
+            modes: env_list("HYDROGEN_BENCH_MODES", "lat,pipe"),
+            servers: env_list("HYDROGEN_BENCH_SERVERS", "ours,tungstenite"),
+            rss_conns: env_list("HYDROGEN_BENCH_RSS_CONNS", rss),
+            client_threads: env_list("HYDROGEN_BENCH_CLIENT_THREADS", "2")[0],
+            stack_size: std::env::var("HYDROGEN_BENCH_STACK_SIZE")
+                .ok()
+                .map(|v| v.parse().expect("HYDROGEN_BENCH_STACK_SIZE in bytes")),
+            only,
+        };
+        if let Some((server, mode, conns, size)) = &plan.only {
+            plan.servers = vec![server.clone()];
+            plan.modes = vec![mode.clone()];
+            plan.conns = vec![*conns];
+            plan.sizes = vec![*size];
+            plan.rss_conns.clear();
+        }
+        plan
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers
+
+struct Server {
+    name: &'static str,
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn ours(bin: &str, threads: usize, stack_size: Option<usize>) -> Server {
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--mode",
+            "echo",
+            "--log-level",
+            "warn",
+        ])
+        .args(["--threads", &threads.to_string()]);
+        if let Some(s) = stack_size {
+            cmd.args(["--stack-size", &s.to_string()]);
+        }
+        Server::start("ours", cmd)
+    }
+
+    fn tungstenite() -> Server {
+        let exe = std::env::current_exe().expect("current exe");
+        let mut cmd = Command::new(exe);
+        cmd.env(ROLE_ENV, "tungstenite-server");
+        Server::start("tungstenite", cmd)
+    }
+
+    /// Starts the server, waits for `listening on ws://ADDR` on stderr and keeps draining stderr
+    /// (echoing its lines, which at log level warn are worth seeing).
+    fn start(name: &'static str, mut cmd: Command) -> Server {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name} server: {e}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("listening on ws://") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr.trim().to_string());
+                    }
+                } else {
+                    eprintln!("[{name} server] {line}");
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("{name} server did not report its address"));
+        Server {
+            name,
+            child,
+            addr: addr.parse().expect("server address"),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within 5 s.
+    fn stop(mut self) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Builds the release server unless `HYDROGEN_BENCH_SERVER_BIN` names one; returns its path.
+fn server_binary() -> String {
+    if let Ok(bin) = std::env::var("HYDROGEN_BENCH_SERVER_BIN") {
+        return bin;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--bin", "hydrogen-ws"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build --release --bin hydrogen-ws failed"
+    );
+    // This bench runs from <target>/release/deps/; the binary is in <target>/release/.
+    let exe = std::env::current_exe().expect("current exe");
+    let release = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/release");
+    release.join("hydrogen-ws").to_string_lossy().into_owned()
+}
+
+/// The peer: thread-per-connection tungstenite echo (read a message, send it back, which flushes).
+fn tungstenite_server() {
+    raise_nofile();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    eprintln!(
+        "listening on ws://{}",
+        listener.local_addr().expect("local addr")
+    );
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let _ = stream.set_nodelay(true);
+        thread::spawn(move || {
+            let Ok(mut ws) = tungstenite::accept(stream) else {
+                return;
+            };
+            loop {
+                match ws.read() {
+                    Ok(msg) if msg.is_binary() || msg.is_text() => {
+                        if ws.send(msg).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// utime + stime of the whole process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces) start at field 3 ("state").
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime is field 14, stime 15: indexes 11 and 12 counting from field 3.
+    (ticks(11) + ticks(12)) as f64 / clock_ticks()
+}
+
+/// CPU seconds spent busy by the whole machine (all CPUs; everything but idle and iowait).
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let line = stat.lines().next().unwrap_or("");
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    total.saturating_sub(idle) as f64 / clock_ticks()
+}
+
+fn status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Anonymous read-write mappings about `stack` bytes long (the worker stacks): count, mean and max
+/// Rss in KiB.
+fn stack_rss(pid: u32, stack: usize) -> Option<(usize, f64, u64)> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let (lo, hi) = (stack.saturating_sub(16 * 1024), stack + 16 * 1024);
+    let mut in_stack = false;
+    let mut rss = Vec::new();
+    for line in smaps.lines() {
+        let mut parts = line.split_whitespace();
+        let first = parts.next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-') {
+            if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                let perms = parts.next().unwrap_or("");
+                let anon = line.split_whitespace().count() == 5;
+                in_stack = perms == "rw-p" && anon && (lo..=hi).contains(&(b - a));
+                continue;
+            }
+        }
+        if in_stack {
+            if let Some(v) = line.strip_prefix("Rss:") {
+                rss.push(v.split_whitespace().next()?.parse::<u64>().ok()?);
+                in_stack = false;
+            }
+        }
+    }
+    if rss.is_empty() {
+        return None;
+    }
+    let mean = rss.iter().sum::<u64>() as f64 / rss.len() as f64;
+    Some((rss.len(), mean, rss.iter().copied().max().unwrap_or(0)))
+}
+
+fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client: connections
+
+/// Opens `n` upgraded connections (in parallel from a few threads), non-blocking, with TCP_NODELAY.
+fn open_conns(addr: SocketAddr, n: usize) -> io::Result<Vec<TcpStream>> {
+    let threads = n.clamp(1, 4);
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let count = n / threads + usize::from(t < n % threads);
+            thread::spawn(move || -> io::Result<Vec<TcpStream>> {
+                (0..count).map(|_| connect(addr)).collect()
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(n);
+    for h in handles {
+        all.extend(h.join().expect("connect thread")?);
+    }
+    Ok(all)
+}
+
+fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )?;
+    let mut head = Vec::with_capacity(256);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        head.push(byte[0]);
+    }
+    if !head.starts_with(b"HTTP/1.1 101") {
+        return Err(io::Error::other(format!(
+            "refused: {}",
+            String::from_utf8_lossy(&head)
+        )));
+    }
+    s.set_read_timeout(None)?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+/// A masked binary client frame.
+fn client_frame(size: usize) -> Vec<u8> {
+    let mut f = vec![0x82u8];
+    match size {
+        0..=125 => f.push(0x80 | size as u8),
+        126..=0xFFFF => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(size as u16).to_be_bytes());
+        }
+        _ => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(size as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&MASK);
+    f.extend((0..size).map(|i| (i as u8 & 0x3f) ^ MASK[i % 4]));
+    f
+}
+
+/// Server frames, counted as they stream in (headers parsed, payload skipped).
+#[derive(Default)]
+struct Rx {
+    hdr: [u8; 10],
+    have: usize,
+    left: u64,
+    bad: bool,
+}
+
+impl Rx {
+    /// Feeds bytes; returns how many whole frames they completed.
+    fn feed(&mut self, mut data: &[u8]) -> usize {
+        let mut done = 0;
+        while !data.is_empty() {
+            if self.left > 0 {
+                let k = (self.left.min(data.len() as u64)) as usize;
+                self.left -= k as u64;
+                data = &data[k..];
+                if self.left == 0 {
+                    done += 1;
+                }
+                continue;
+            }
+            self.hdr[self.have] = data[0];
+            self.have += 1;
+            data = &data[1..];
+            if self.have < 2 {
+                continue;
+            }
+            let need = match self.hdr[1] & 0x7f {
+                126 => 4,
+                127 => 10,
+                _ => 2,
+            };
+            if self.have < need {
+                continue;
+            }
+            if self.hdr[0] & 0x0f != 0x2 {
+                self.bad = true; // a close or anything unexpected
+            }
+            let len = match need {
+                2 => u64::from(self.hdr[1] & 0x7f),
+                4 => u64::from(u16::from_be_bytes([self.hdr[2], self.hdr[3]])),
+                _ => self.hdr[2..10]
+                    .iter()
+                    .fold(0u64, |a, &b| (a << 8) | u64::from(b)),
+            };
+            self.have = 0;
+            if len == 0 {
+                done += 1;
+            } else {
+                self.left = len;
+            }
+        }
+        done
+    }
+}
+
+struct ClientConn {
+    stream: TcpStream,
+    rx: Rx,
+    /// Messages written or queued, not yet echoed back.
+    inflight: usize,
+    /// Bytes of queued messages not yet written, and the stream position within a frame.
+    pending: usize,
+    phase: usize,
+    sent_at: Instant,
+}
+
+impl ClientConn {
+    fn queue(&mut self, msgs: usize, frame_len: usize) {
+        self.inflight += msgs;
+        self.pending += msgs * frame_len;
+    }
+
+    /// Writes queued bytes until done or the socket is full. Err means the connection died.
+    fn flush(&mut self, batch: &[u8], frame_len: usize) -> io::Result<()> {
+        while self.pending > 0 {
+            let n = self.pending.min(batch.len() - self.phase);
+            match self.stream.write(&batch[self.phase..self.phase + n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(k) => {
+                    self.pending -= k;
+                    self.phase = (self.phase + k) % frame_len;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Shared between the coordinator and the client threads of one point.
+struct Control {
+    stop: AtomicBool,
+    measuring: AtomicBool,
+    received: AtomicU64,
+}
+
+struct ThreadResult {
+    conns: Vec<TcpStream>,
+    rtts_ns: Vec<u64>,
+    ok: bool,
+}
+
+/// Messages in flight per connection in the pipelined mode.
+fn window(size: usize) -> usize {
+    match size {
+        0..=256 => 128,
+        257..=4096 => 64,
+        _ => 4,
+    }
+}
+
+/// One client thread: an edge-triggered epoll loop over its connections.
+fn client_thread(
+    streams: Vec<TcpStream>,
+    size: usize,
+    pipelined: bool,
+    ctl: Arc<Control>,
+) -> ThreadResult {
+    let frame = client_frame(size);
+    let frame_len = frame.len();
+    // Whole frames, at least 256 KiB (or two frames), so one write can carry many messages.
+    let copies = (256 * 1024 / frame_len).max(2);
+    let batch: Vec<u8> = frame
+        .iter()
+        .copied()
+        .cycle()
+        .take(copies * frame_len)
+        .collect();
+    let win = if pipelined { window(size) } else { 1 };
+
+    // SAFETY: epoll_create1 has no preconditions; the fd is closed below.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    assert!(ep >= 0, "epoll_create1");
+    let mut conns: Vec<ClientConn> = streams
+        .into_iter()
+        .map(|stream| ClientConn {
+            stream,
+            rx: Rx::default(),
+            inflight: 0,
+            pending: 0,
+            phase: 0,
+            sent_at: Instant::now(),
+        })
+        .collect();
+    for (i, c) in conns.iter().enumerate() {
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLET) as u32,
+            u64: i as u64,
+        };
+        // SAFETY: valid epoll fd, valid socket fd and a valid event pointer.
+        let rc = unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, c.stream.as_raw_fd(), &mut ev) };
+        assert_eq!(rc, 0, "epoll_ctl");
+    }
+    let mut ok = true;
+    let mut rtts = Vec::new();
+    for c in conns.iter_mut() {
+        c.queue(win, frame_len);
+        c.sent_at = Instant::now();
+        if c.flush(&batch, frame_len).is_err() {
+            ok = false;
+        }
+    }
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+    let mut stopping_since: Option<Instant> = None;
+    while ok {
+        let stopping = ctl.stop.load(Ordering::Relaxed);
+        if stopping {
+            let since = *stopping_since.get_or_insert_with(Instant::now);
+            if conns.iter().all(|c| c.inflight == 0) {
+                break;
+            }
+            if since.elapsed() > Duration::from_secs(10) {
+                ok = false;
+                break;
+            }
+        }
+        // SAFETY: `events` has room for events.len() entries.
+        let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, 20) };
+        if n < 0 {
+            continue;
+        }
+        let measuring = ctl.measuring.load(Ordering::Relaxed);
+        let mut got = 0u64;
+        for ev in &events[..n as usize] {
+            let c = &mut conns[ev.u64 as usize];
+            if ev.events & (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
+                loop {
+                    match c.stream.read(&mut buf) {
+                        Ok(0) => {
+                            ok = false;
+                            break;
+                        }
+                        Ok(k) => {
+                            let done = c.rx.feed(&buf[..k]);
+                            if done == 0 {
+                                continue;
+                            }
+                            got += done as u64;
+                            c.inflight = c.inflight.saturating_sub(done);
+                            if !pipelined && measuring {
+                                rtts.push(c.sent_at.elapsed().as_nanos() as u64);
+                            }
+                            if !stopping && c.inflight < win {
+                                let more = win - c.inflight;
+                                c.queue(more, frame_len);
+                                c.sent_at = Instant::now();
+                                if c.flush(&batch, frame_len).is_err() {
+                                    ok = false;
+                                }
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => {
+                            ok = false;
+                            break;
+                        }
+                    }
+                }
+                ok &= !c.rx.bad;
+            }
+            if ev.events & libc::EPOLLOUT as u32 != 0 && c.flush(&batch, frame_len).is_err() {
+                ok = false;
+            }
+        }
+        if got > 0 {
+            ctl.received.fetch_add(got, Ordering::Relaxed);
+        }
+    }
+    // SAFETY: closing the epoll fd created above.
+    unsafe { libc::close(ep) };
+    ThreadResult {
+        conns: conns.into_iter().map(|c| c.stream).collect(),
+        rtts_ns: rtts,
+        ok,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Points
+
+struct Point {
+    server: &'static str,
+    mode: String,
+    conns: usize,
+    size: usize,
+    msgs_per_s: f64,
+    cpu_us_per_msg: f64,
+    cpu_util: f64,
+    /// CPU (in cores) used meanwhile by processes other than the server and this bench: a
+    /// busy machine makes the point less trustworthy.
+    other_cores: f64,
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
+    ok: bool,
+}
+
+impl Point {
+    fn line(&self) -> String {
+        let lat = match (self.p50_us, self.p99_us) {
+            (Some(a), Some(b)) => format!(" p50 {a:.1} us p99 {b:.1} us"),
+            _ => String::new(),
+        };
+        format!(
+            "{:<11} {:<4} {:>5} conns {:>6} B: {:>9.0} msg/s, server {:.3} us CPU/msg ({:.0}% of a core), others {:.2} cores{lat}{}",
+            self.server,
+            self.mode,
+            self.conns,
+            self.size,
+            self.msgs_per_s,
+            self.cpu_us_per_msg,
+            self.cpu_util * 100.0,
+            self.other_cores,
+            if self.ok { "" } else { "  [client errors]" }
+        )
+    }
+}
+
+/// Runs one point; returns the connections unless something broke (then they are dropped).
+fn run_point(
+    plan: &Plan,
+    server: &Server,
+    conns: Vec<TcpStream>,
+    mode: &str,
+    size: usize,
+) -> (Point, Option<Vec<TcpStream>>) {
+    let pipelined = match mode {
+        "pipe" => true,
+        "lat" => false,
+        other => panic!("unknown mode {other}"),
+    };
+    let n = conns.len();
+    let threads = plan.client_threads.clamp(1, n.max(1));
+    let ctl = Arc::new(Control {
+        stop: AtomicBool::new(false),
+        measuring: AtomicBool::new(false),
+        received: AtomicU64::new(0),
+    });
+    let mut groups: Vec<Vec<TcpStream>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, c) in conns.into_iter().enumerate() {
+        groups[i % threads].push(c);
+    }
+    let handles: Vec<_> = groups
+        .into_iter()
+        .map(|g| {
+            let ctl = Arc::clone(&ctl);
+            thread::spawn(move || client_thread(g, size, pipelined, ctl))
+        })
+        .collect();
+
+    thread::sleep(plan.warmup);
+    if plan.only.is_some() {
+        eprintln!(
+            "holding {} {mode} {n} conns {size} B for {} s: server pid {}",
+            server.name,
+            plan.secs,
+            server.pid()
+        );
+    }
+    let me = std::process::id();
+    let (m0, c0, t0) = (
+        ctl.received.load(Ordering::Relaxed),
+        cpu_seconds(server.pid()),
+        Instant::now(),
+    );
+    let (b0, s0) = (machine_busy_seconds(), cpu_seconds(me));
+    ctl.measuring.store(true, Ordering::Relaxed);
+    thread::sleep(Duration::from_secs_f64(plan.secs));
+    let (m1, c1, t1) = (
+        ctl.received.load(Ordering::Relaxed),
+        cpu_seconds(server.pid()),
+        Instant::now(),
+    );
+    let (b1, s1) = (machine_busy_seconds(), cpu_seconds(me));
+    ctl.measuring.store(false, Ordering::Relaxed);
+    ctl.stop.store(true, Ordering::Relaxed);
+
+    let mut back = Vec::with_capacity(n);
+    let mut rtts = Vec::new();
+    let mut ok = true;
+    for h in handles {
+        let r = h.join().expect("client thread");
+        ok &= r.ok;
+        back.extend(r.conns);
+        rtts.extend(r.rtts_ns);
+    }
+    rtts.sort_unstable();
+    let pct = |p: f64| -> Option<f64> {
+        let i = ((rtts.len() as f64 * p) as usize).min(rtts.len().checked_sub(1)?);
+        Some(rtts[i] as f64 / 1000.0)
+    };
+    let msgs = (m1 - m0) as f64;
+    let secs = (t1 - t0).as_secs_f64();
+    let point = Point {
+        server: server.name,
+        mode: mode.to_string(),
+        conns: n,
+        size,
+        msgs_per_s: msgs / secs,
+        cpu_us_per_msg: if msgs > 0.0 {
+            (c1 - c0) * 1e6 / msgs
+        } else {
+            f64::NAN
+        },
+        cpu_util: (c1 - c0) / secs,
+        other_cores: ((b1 - b0) - (c1 - c0) - (s1 - s0)).max(0.0) / secs,
+        p50_us: if pipelined { None } else { pct(0.50) },
+        p99_us: if pipelined { None } else { pct(0.99) },
+        ok,
+    };
+    (point, ok.then_some(back))
+}
+
+fn size_name(n: usize) -> String {
+    match n {
+        n if n >= 1024 && n % 1024 == 0 => format!("{} KiB", n / 1024),
+        n => format!("{n} B"),
+    }
+}
+
+/// (mode, connections, size) -> (ours, tungstenite).
+type Pairs<'a> = BTreeMap<(String, usize, usize), (Option<&'a Point>, Option<&'a Point>)>;
+
+fn print_table(results: &[Point], plan: &Plan) {
+    let mut by_key: Pairs<'_> = BTreeMap::new();
+    for p in results {
+        let e = by_key
+            .entry((p.mode.clone(), p.conns, p.size))
+            .or_insert((None, None));
+        if p.server == "ours" {
+            e.0 = Some(p);
+        } else {
+            e.1 = Some(p);
+        }
+    }
+    let ticks = clock_ticks();
+    println!();
+    println!(
+        "Echo: ours (hydrogen-ws --mode echo) vs tungstenite thread-per-connection; {} s per point, \
+         {} client threads, CPU = server utime+stime ({ticks} ticks/s) / messages echoed",
+        plan.secs, plan.client_threads
+    );
+    println!(
+        "lat = one message in flight per connection (RTT as the client sees it); pipe = {}/{}/{} in flight per connection (<=256 B / <=4 KiB / larger)",
+        window(64),
+        window(1024),
+        window(65536)
+    );
+    println!(
+        "others = cores used during the point by processes other than the server and this bench (noise)"
+    );
+    println!();
+    println!(
+        "| mode | conns |   size | ours msg/s | tung msg/s | ours us CPU/msg | tung us CPU/msg | tung/ours CPU | ours p50/p99 us | tung p50/p99 us | others |"
+    );
+    println!(
+        "|------|------:|-------:|-----------:|-----------:|----------------:|----------------:|--------------:|----------------:|----------------:|-------:|"
+    );
+    let mut keys: Vec<_> = by_key.keys().cloned().collect();
+    keys.sort_by_key(|(mode, conns, size)| (mode != "lat", *size, *conns));
+    for key in keys {
+        let (ours, tung) = by_key[&key];
+        let rate = |p: Option<&Point>| p.map_or("-".into(), |p| format!("{:.0}", p.msgs_per_s));
+        let cpu = |p: Option<&Point>| {
+            p.map_or("-".into(), |p| {
+                format!("{:.3}{}", p.cpu_us_per_msg, if p.ok { "" } else { "!" })
+            })
+        };
+        let lat = |p: Option<&Point>| match p.and_then(|p| Some((p.p50_us?, p.p99_us?))) {
+            Some((a, b)) => format!("{a:.1} / {b:.1}"),
+            None => "-".into(),
+        };
+        let ratio = match (ours, tung) {
+            (Some(o), Some(t)) if o.cpu_us_per_msg > 0.0 => {
+                format!("{:.2}x", t.cpu_us_per_msg / o.cpu_us_per_msg)
+            }
+            _ => "-".into(),
+        };
+        let others = [ours, tung]
+            .iter()
+            .flatten()
+            .map(|p| p.other_cores)
+            .fold(0.0f64, f64::max);
+        println!(
+            "| {:<4} | {:>5} | {:>6} | {:>10} | {:>10} | {:>15} | {:>15} | {:>13} | {:>15} | {:>15} | {:>6.2} |",
+            key.0,
+            key.1,
+            size_name(key.2),
+            rate(ours),
+            rate(tung),
+            cpu(ours),
+            cpu(tung),
+            ratio,
+            lat(ours),
+            lat(tung),
+            others
+        );
+    }
+}
+
+/// Opens `n` idle connections (each does one 64 B echo first) and reports the RSS they cost.
+fn rss_point(server: &Server, n: usize, stack: Option<usize>) -> io::Result<String> {
+    let pid = server.pid();
+    thread::sleep(Duration::from_millis(300));
+    let before = status_kib(pid, "VmRSS:");
+    let mut conns = open_conns(server.addr, n)?;
+    let frame = client_frame(64);
+    for c in conns.iter_mut() {
+        c.set_nonblocking(false)?;
+        c.write_all(&frame)?;
+    }
+    let mut reply = [0u8; 66];
+    for c in conns.iter_mut() {
+        c.read_exact(&mut reply)?;
+    }
+    thread::sleep(Duration::from_secs(1));
+    let after = status_kib(pid, "VmRSS:");
+    let stacks = if server.name == "ours" {
+        match stack_rss(pid, stack.unwrap_or(128 * 1024)) {
+            Some((count, mean, max)) => format!("{count}, {mean:.1} / {max}"),
+            None => "not found".into(),
+        }
+    } else {
+        "(default 2 MiB stacks)".into()
+    };
+    drop(conns);
+    Ok(format!(
+        "| {:<11} | {n:>6} | {:>10.1} | {:>9.1} | {:>16.1} | {:>16.1} | {stacks:<48} |",
+        server.name,
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        after.saturating_sub(before) as f64 / n as f64,
+        after as f64 / n as f64,
+    ))
+}
