@@ -3,8 +3,9 @@
 //! ```text
 //! signal or ServerHandle::shutdown()
 //!   1. stop accepting      shut the listening socket down: the acceptor's accept() returns at once
-//!   2. close frames        for every connection: take its write lock only if free, write 1001 with a
-//!                          non-blocking send, shutdown(Both): every worker blocked in read() wakes
+//!   2. close frames        for every connection: take its write lock only if free and write 1001 with
+//!                          a non-blocking send; then shutdown(Both) on every socket: every worker
+//!                          blocked in read() wakes
 //!   3. join                workers wait (bounded) until the close frame has left the send queue, read
 //!                          what the client already sent, close the descriptor and leave the registry
 //!   -> ShutdownReport      counts and per-phase times; a hard deadline bounds the whole sequence
@@ -47,8 +48,10 @@ pub struct ShutdownReport {
     pub unfinished: usize,
     /// Phase 1, stop accepting, in microseconds.
     pub stop_accept_us: u64,
-    /// Phase 2, close frames and socket shutdowns, in microseconds.
+    /// Phase 2a, writing the close frames, in microseconds.
     pub close_frames_us: u64,
+    /// Phase 2b, `shutdown(Both)` on every socket (which wakes its worker), in microseconds.
+    pub wake_us: u64,
     /// Phase 3, until every connection's worker let go of it, in microseconds.
     pub join_us: u64,
     /// The whole sequence, in microseconds.
@@ -67,7 +70,8 @@ impl fmt::Display for ShutdownReport {
         write!(
             f,
             "shutdown: connections={} handshaking={} close_frames={} already_closing={} answered={} \
-             forced={} unfinished={} stop_accept_us={} close_frames_us={} join_us={} total_us={}",
+             forced={} unfinished={} stop_accept_us={} close_frames_us={} wake_us={} join_us={} \
+             total_us={}",
             self.connections,
             self.handshaking,
             self.close_frames,
@@ -77,6 +81,7 @@ impl fmt::Display for ShutdownReport {
             self.unfinished,
             self.stop_accept_us,
             self.close_frames_us,
+            self.wake_us,
             self.join_us,
             self.total_us
         )
@@ -134,14 +139,15 @@ pub(crate) fn run(shared: &Shared) -> ShutdownReport {
     listener::stop(&shared.listener);
     let t1 = Instant::now();
 
-    // 2. A close frame to everyone, then shutdown(Both).
+    // 2. A close frame to everyone first (clients learn why as early as possible, and no worker wakes to
+    //    compete for the CPU yet), then shutdown(Both) on every socket, which wakes every worker.
     let frame = going_away_frame();
     let mut report = ShutdownReport::default();
-    let mut busy = Vec::new();
     let conns = shared.registry.snapshot();
     report.connections = conns.len();
-    for conn in conns {
-        match conn.shutdown_close(&frame, false) {
+    let mut busy = Vec::new();
+    for conn in &conns {
+        match conn.write_going_away(&frame, false) {
             ShutdownClose::Busy => busy.push(conn),
             outcome => tally(&mut report, outcome, conn.id()),
         }
@@ -149,7 +155,7 @@ pub(crate) fn run(shared: &Shared) -> ShutdownReport {
     let grace = (Instant::now() + BUSY_GRACE).min(deadline);
     while !busy.is_empty() {
         let force = Instant::now() >= grace;
-        busy.retain(|conn| match conn.shutdown_close(&frame, force) {
+        busy.retain(|conn| match conn.write_going_away(&frame, force) {
             ShutdownClose::Busy => true,
             outcome => {
                 tally(&mut report, outcome, conn.id());
@@ -158,6 +164,11 @@ pub(crate) fn run(shared: &Shared) -> ShutdownReport {
         });
         std::thread::yield_now();
     }
+    let t_frames = Instant::now();
+    for conn in &conns {
+        conn.shut_down();
+    }
+    drop(conns);
     let t2 = Instant::now();
 
     // 3. Wait for the workers to let go of their connections.
@@ -167,7 +178,8 @@ pub(crate) fn run(shared: &Shared) -> ShutdownReport {
     let t3 = Instant::now();
     report.answered = state.answered.load(Ordering::SeqCst);
     report.stop_accept_us = micros(t1 - t0);
-    report.close_frames_us = micros(t2 - t1);
+    report.close_frames_us = micros(t_frames - t1);
+    report.wake_us = micros(t2 - t_frames);
     report.join_us = micros(t3 - t2);
     report.total_us = micros(t3 - t0);
     shared
