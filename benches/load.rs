@@ -14,8 +14,11 @@
 //!    --log-level warn` (plus any `--server-arg`). It reads `listening on ws://ADDR` from the server's
 //!    stderr and keeps draining it, counting warnings and errors by kind.
 //! 2. **Warm-up** (skip with `--no-warmup`): every connection opens, echoes one largest message, and
-//!    closes, so that each worker's stack and the allocator are touched once. The server's RSS, threads
-//!    and descriptors after it are the **baseline** (the figures of the fresh server are shown too).
+//!    closes, so that each worker's stack is touched once; then the soak's own mix runs for
+//!    `--warmup-secs` (default a tenth of `--secs`, 5 to 60 s), so that the allocator has met every kind
+//!    of traffic. The server's RSS, threads and descriptors after it are the **baseline**, against which
+//!    "after" is compared: growth beyond it over a long soak would be a leak (the fresh server's figures
+//!    are shown too, as "cold").
 //! 3. **Soak**: `conns` connections, of which a fraction `hostile` are hostile slots. Well-behaved
 //!    clients open (at most 64 handshakes in flight per client thread), then each sends a text or binary
 //!    message of a size drawn log-uniformly from `--sizes` (default 16 B .. 16 KiB), waits for the echo,
@@ -49,6 +52,8 @@
 //! | `--bin PATH` | `HYDROGEN_LOAD_SERVER_BIN` | build it | |
 //! | `--server-arg ARG` (repeatable) | `HYDROGEN_LOAD_SERVER_ARGS` (space-separated) | none | |
 //! | `--no-warmup` | `HYDROGEN_LOAD_WARMUP=0` | warm-up on | |
+//! | `--warmup-secs N` | `HYDROGEN_LOAD_WARMUP_SECS` | secs / 10, 5 ..= 60 | |
+//! | `--pause-after N` | `HYDROGEN_LOAD_PAUSE_AFTER` | 0 | keep the idle server N s after the run (to attach a debugger or profiler), then sample it again |
 //!
 //! Loopback only: the server listens on 127.0.0.1 and every client connects there.
 
@@ -113,6 +118,8 @@ struct Options {
     bin: Option<PathBuf>,
     server_args: Vec<String>,
     warmup: bool,
+    warmup_secs: Option<u64>,
+    pause_after: u64,
 }
 
 impl Options {
@@ -130,6 +137,8 @@ impl Options {
             bin: None,
             server_args: Vec::new(),
             warmup: true,
+            warmup_secs: None,
+            pause_after: 0,
         };
         let set = |o: &mut Options, key: &str, v: &str| -> Result<(), String> {
             let num = |v: &str| {
@@ -158,6 +167,8 @@ impl Options {
                 "report-secs" => o.report_secs = num(v)?.max(1),
                 "bin" => o.bin = Some(PathBuf::from(v)),
                 "server-arg" => o.server_args.push(v.to_string()),
+                "warmup-secs" => o.warmup_secs = Some(num(v)?.min(MAX_SECS)),
+                "pause-after" => o.pause_after = num(v)?.min(MAX_SECS),
                 _ => {
                     return Err(format!(
                         "unknown option --{key} (see the doc comment of benches/load.rs)"
@@ -175,6 +186,8 @@ impl Options {
             ("HYDROGEN_LOAD_THREADS", "threads"),
             ("HYDROGEN_LOAD_REPORT_SECS", "report-secs"),
             ("HYDROGEN_LOAD_SERVER_BIN", "bin"),
+            ("HYDROGEN_LOAD_WARMUP_SECS", "warmup-secs"),
+            ("HYDROGEN_LOAD_PAUSE_AFTER", "pause-after"),
         ] {
             if let Some(v) = env(var) {
                 set(&mut o, key, &v)?;
@@ -432,7 +445,7 @@ fn raise_nofile() -> u64 {
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1716,10 +1729,29 @@ fn run(opts: &Options) -> Result<bool, String> {
             "warm-up",
         );
         warm_errors = w.totals.errors.values().sum::<u64>();
-        if warm_errors > 0 {
-            eprintln!("load: warm-up errors: {:?}", w.totals.errors);
+        let mut base = settle(&server, cold, Duration::from_secs(30));
+        let warm_secs = opts
+            .warmup_secs
+            .unwrap_or((opts.secs / 10).clamp(5, 60))
+            .min(opts.secs);
+        if warm_secs > 0 {
+            eprintln!("load: warm-up soak: the same mix for {warm_secs} s");
+            let w2 = drive(
+                opts,
+                &server,
+                good,
+                hostile,
+                Duration::from_secs(warm_secs),
+                false,
+                "warm-up soak",
+            );
+            warm_errors += w2.totals.errors.values().sum::<u64>();
+            base = settle(&server, base, Duration::from_secs(30));
         }
-        settle(&server, cold, Duration::from_secs(30))
+        if warm_errors > 0 {
+            eprintln!("load: {warm_errors} well-behaved errors during the warm-up");
+        }
+        base
     } else {
         cold
     };
@@ -1754,6 +1786,15 @@ fn run(opts: &Options) -> Result<bool, String> {
         .lock()
         .map(|l| l.iter().cloned().collect())
         .unwrap_or_default();
+    let mut paused = None;
+    if opts.pause_after > 0 {
+        eprintln!(
+            "load: pausing {} s before stopping server pid {} (attach a debugger or profiler now)",
+            opts.pause_after, server.pid
+        );
+        std::thread::sleep(Duration::from_secs(opts.pause_after));
+        paused = Some(server.sample());
+    }
     let exit = server.stop();
 
     // Report.
@@ -1787,15 +1828,23 @@ fn run(opts: &Options) -> Result<bool, String> {
         }
     }
     if !t.hostile.is_empty() {
-        println!("hostile attacks: attempts / expected end / other");
+        println!(
+            "hostile attacks: attempts / expected end / cut short by the end of the run / other"
+        );
         for (k, v) in &t.hostile {
             let other: Vec<String> = v.other.iter().map(|(r, n)| format!("{n} {r}")).collect();
+            let others: u64 = v.other.values().sum();
+            let other = if other.is_empty() {
+                "-".to_string()
+            } else {
+                other.join(", ")
+            };
             println!(
-                "  {:<40} {:>7} {:>7}  {}",
+                "  {:<40} {:>7} {:>7} {:>5}  {other}",
                 k,
                 v.attempts,
                 v.expected,
-                other.join(", ")
+                v.attempts.saturating_sub(v.expected + others),
             );
         }
     }
@@ -1821,6 +1870,19 @@ fn run(opts: &Options) -> Result<bool, String> {
         "| descriptors | {} | {} | {} | {} |",
         cold.fds, baseline.fds, soak.peak.fds, after.fds
     );
+    println!(
+        "RSS after the soak - baseline: {:+.1} MiB",
+        (after.rss_kib as f64 - baseline.rss_kib as f64) / 1024.0
+    );
+    if let Some(p) = paused {
+        println!(
+            "after the {} s pause: RSS {}, {} threads, {} fds",
+            opts.pause_after,
+            fmt_mib(p.rss_kib),
+            p.threads,
+            p.fds
+        );
+    }
     println!("server exit: {exit:?}");
     let back = after.fds <= baseline.fds && after.threads <= baseline.threads;
     let pass = errors == 0 && warm_errors == 0 && back;

@@ -105,14 +105,20 @@ fn refuse_loop(queue: &Receiver<Socket>, retry_after: &str) {
     for socket in queue.iter() {
         let until = Instant::now() + REFUSE_READ;
         let _ = socket.set_write_timeout(Some(REFUSE_READ));
+        // With more refusals waiting (a flood), nobody may hold the refuser: take what this client has
+        // already sent and answer at once, so a crowd of silent sockets cannot delay everyone's 503.
+        let hurry = !queue.is_empty();
+        let _ = socket.set_nonblocking(hurry);
         // Wait for the end of the request head (or the time limit), so that closing does not reset.
         let mut tail = [0u8; 4];
         loop {
             let now = Instant::now();
-            if now >= until {
-                break;
+            if !hurry {
+                if now >= until {
+                    break;
+                }
+                let _ = socket.set_read_timeout(Some(until - now));
             }
-            let _ = socket.set_read_timeout(Some(until - now));
             match (&socket).read(&mut scratch) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
@@ -129,7 +135,9 @@ fn refuse_loop(queue: &Receiver<Socket>, retry_after: &str) {
         let _ = socket.send(&response);
         let _ = socket.shutdown(Shutdown::Write);
         // Anything else the client sends before our FIN reaches it is read and dropped.
-        let _ = socket.set_read_timeout(Some(Duration::from_millis(10)));
+        if !hurry {
+            let _ = socket.set_read_timeout(Some(Duration::from_millis(10)));
+        }
         let _ = (&socket).read(&mut scratch);
     }
 }
