@@ -9,8 +9,11 @@ use crate::server::Shared;
 
 /// How often the ticker runs.
 pub(crate) const TICK: Duration = Duration::from_millis(50);
+/// How often freed heap memory is handed back to the system.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
 
 pub(crate) fn run(shared: &Arc<Shared>) {
+    let mut last_trim = Instant::now();
     while !shared.is_shutting_down() {
         let now = Instant::now();
         for conn in shared.registry.snapshot() {
@@ -18,7 +21,38 @@ pub(crate) fn run(shared: &Arc<Shared>) {
                 conn.tick(shared, now);
             }
         }
+        if now.duration_since(last_trim) >= TRIM_EVERY {
+            last_trim = now;
+            release_free_memory();
+        }
         let spent = now.elapsed();
         std::thread::sleep(TICK.saturating_sub(spent).max(Duration::from_millis(5)));
+    }
+}
+
+/// With one thread per connection, glibc spreads allocations over many arenas and keeps what was freed
+/// in them: after a burst of large messages, RSS stays hundreds of MiB above what is live (measured in
+/// the 10,000-connection soak). Trimming hands the free pages back.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory() {
+    // SAFETY: malloc_trim only walks and madvises glibc's own free lists under its own locks; it takes
+    // no pointers from us and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn trimming_is_harmless() {
+        let big: Vec<Vec<u8>> = (0..64).map(|_| vec![7u8; 64 * 1024]).collect();
+        drop(big);
+        super::release_free_memory();
+        let again = vec![1u8; 1 << 20];
+        assert_eq!(again.iter().map(|&b| u64::from(b)).sum::<u64>(), 1 << 20);
     }
 }
