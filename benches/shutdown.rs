@@ -18,6 +18,11 @@
 //! In `busy` mode every client (at most 1000 of them) keeps a few small masked text messages in flight
 //! and reads the echoes while the signal lands. Each point runs `HYDROGEN_BENCH_RUNS` times (default 5).
 //!
+//! A `floor` row shows a bare thread-per-connection process (this bench re-run with
+//! `HYDROGEN_BENCH_ROLE=floor`) that answers the upgrade and, on SIGTERM, just exits: no close frames,
+//! no join. Its exit time is what the kernel needs to tear N threads and sockets down, the floor under
+//! any blocking thread-per-connection server; `HYDROGEN_BENCH_FLOOR=0` leaves it out.
+//!
 //! The baseline is `benches/lws/echo.c`, a minimal libwebsockets echo server with the usual teardown
 //! (`lws_context_destroy` after the service loop); it is built with `cc` when
 //! `pkg-config --exists libwebsockets` succeeds (`apt-get install libwebsockets-dev pkg-config`).
@@ -78,6 +83,9 @@ const EXPECTED_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 const GOING_AWAY: u16 = 1001;
 
 fn main() {
+    if std::env::var("HYDROGEN_BENCH_ROLE").as_deref() == Ok("floor") {
+        floor_server();
+    }
     let conns = env_list("HYDROGEN_BENCH_CONNS").unwrap_or_else(|| DEFAULT_CONNS.to_vec());
     let runs = env_list("HYDROGEN_BENCH_RUNS")
         .and_then(|v| v.first().copied())
@@ -95,6 +103,15 @@ fn main() {
             bin,
         }),
         Err(e) => eprintln!("shutdown bench: hydrogen-ws is not measured: {e}"),
+    }
+    if std::env::var("HYDROGEN_BENCH_FLOOR").as_deref() != Ok("0") {
+        match std::env::current_exe() {
+            Ok(bin) => servers.push(Server {
+                kind: Kind::Floor,
+                bin,
+            }),
+            Err(e) => eprintln!("shutdown bench: no floor row: {e}"),
+        }
     }
     let mut baseline_note = None;
     match build_lws(&manifest_dir, &target_dir) {
@@ -184,6 +201,9 @@ fn main() {
 enum Kind {
     Hydrogen,
     Lws,
+    /// A bare thread-per-connection process that exits on SIGTERM without a word to anyone: what the
+    /// kernel alone needs to tear down N threads and sockets, the floor under any blocking design.
+    Floor,
 }
 
 impl Kind {
@@ -191,8 +211,80 @@ impl Kind {
         match self {
             Kind::Hydrogen => "hydrogen-ws",
             Kind::Lws => "libwebsockets",
+            Kind::Floor => "floor",
         }
     }
+}
+
+/// The `floor` row's server (this bench binary re-run with `HYDROGEN_BENCH_ROLE=floor THREADS`): one
+/// blocked thread per connection like hydrogen-ws, answering the upgrade with a bare 101 and then only
+/// reading; SIGTERM ends the process with `exit(0)` at once, no close frames, no join.
+fn floor_server() -> ! {
+    use std::io::{Read, Write};
+    let threads: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(16);
+    let mut signals = match signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("floor: signals: {e}");
+            std::process::exit(1);
+        }
+    };
+    let listener = match std::net::TcpListener::bind("127.0.0.1:0") {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("floor: bind: {e}");
+            std::process::exit(1);
+        }
+    };
+    let (tx, rx) = crossbeam_channel::bounded::<std::net::TcpStream>(threads);
+    for _ in 0..threads {
+        let rx = rx.clone();
+        let spawned = thread::Builder::new().stack_size(128 * 1024).spawn(move || {
+            for mut stream in rx.iter() {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head);
+                let key = text
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.trim()
+                            .eq_ignore_ascii_case("sec-websocket-key")
+                            .then(|| value.trim().to_string())
+                    })
+                    .unwrap_or_default();
+                let accept = hydrogen_ws_protocol::accept_key(key.as_bytes());
+                let response = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Accept: {accept}\r\n\r\n"
+                );
+                let _ = stream.write_all(response.as_bytes());
+                while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+            }
+        });
+        if let Err(e) = spawned {
+            eprintln!("floor: spawn: {e}");
+            std::process::exit(1);
+        }
+    }
+    let port = listener.local_addr().map_or(0, |a| a.port());
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = tx.send(stream);
+        }
+    });
+    eprintln!("listening on ws://127.0.0.1:{port}");
+    let _ = signals.forever().next();
+    std::process::exit(0);
 }
 
 struct Server {
@@ -379,6 +471,11 @@ impl Running {
                 let port = free_port()?;
                 cmd.arg(port.to_string());
                 Some(port)
+            }
+            Kind::Floor => {
+                cmd.env("HYDROGEN_BENCH_ROLE", "floor")
+                    .arg((conns + 16).to_string());
+                None
             }
         };
         let mut child = cmd
@@ -1314,6 +1411,31 @@ fn print_table(points: &[Point], runs: usize, baseline_note: Option<&str>) {
     }
     if !any {
         println!("  (no baseline)");
+    }
+
+    println!();
+    println!(
+        "above the floor: hydrogen-ws exit median minus the floor's (a bare thread-per-connection process \
+         that just exits), i.e. what the shutdown sequence itself costs:"
+    );
+    for p in points.iter().filter(|p| p.kind == Kind::Hydrogen) {
+        let Some(floor) = points
+            .iter()
+            .find(|b| b.kind == Kind::Floor && b.variant == p.variant && b.conns == p.conns)
+        else {
+            continue;
+        };
+        let med = |pt: &Point| stat(pt.results.iter().map(|r| ms(r.exit)).collect()).map(|s| s.med);
+        if let (Some(ours), Some(bare)) = (med(p), med(floor)) {
+            println!(
+                "  {:<5} {:>6} conns: floor {:>7} ms, hydrogen-ws {:>7} ms, sequence {:>7} ms",
+                p.variant.name(),
+                p.conns,
+                fmt_f(bare),
+                fmt_f(ours),
+                fmt_f(ours - bare)
+            );
+        }
     }
 
     println!();
