@@ -654,7 +654,9 @@ pub(crate) fn send_queue_len(_socket: &Socket) -> io::Result<usize> {
 /// Waits (bounded) until every data byte written to `socket` (already shut down for writing) has been
 /// acknowledged by the peer, so that closing the descriptor cannot throw away a close frame in flight.
 fn wait_sent(socket: &Socket, until: Instant) {
-    let mut pause = Duration::from_micros(50);
+    // Few, growing pauses: with thousands of workers waiting at once, short ones would flood the
+    // scheduler (a client that delays its ACK keeps us here ~40 ms).
+    let mut pause = Duration::from_micros(250);
     while let Ok(n) = send_queue_len(socket) {
         // The socket is shut down for writing, so the count includes our FIN's one sequence number:
         // 1 means every data byte (the close frame included) has been acknowledged. Waiting for the FIN's
