@@ -1,180 +1,199 @@
-//! Entry points for fuzz targets (`fuzz/fuzz_targets/*.rs` call these in one line each), kept in
-//! the crate so that crash replays and tests share them. Each panics on a broken invariant.
+//! Entry points for the fuzz targets, kept in the crate so that libFuzzer, `cargo test` and a
+//! debugger all replay a crash through the same code. Each `fuzz/fuzz_targets/<name>.rs` is one
+//! line calling the function of the same name; `protocol/tests/fuzz_regressions.rs` calls
+//! [`replay`]. Every function panics on a broken invariant, and on nothing else.
+//!
+//! | target          | input                                  | what must hold                         |
+//! |-----------------|----------------------------------------|----------------------------------------|
+//! | [`handshake`]   | raw request bytes                      | whole, split and byte-by-byte parses agree; accepted -> a well-formed 101 with the right accept key; refused -> a well-formed response with the error's status |
+//! | [`frame_decoder`] | [`split_spec`] + frame bytes         | split and byte-by-byte decoding give the same frames and error as whole; every frame obeys the header rules and re-encodes to its exact bytes |
+//! | [`session`]     | [`SessionInput`] (structured)          | no panic; events match an independent model of RFC 6455; the assembly buffer stays within the message limit; every error maps to its close code; nothing is delivered after a close |
+//! | [`utf8`]        | [`split_spec`] + text bytes            | [`Utf8Validator`](crate::Utf8Validator) fails at exactly the piece where `std::str::from_utf8` says the prefix can no longer be UTF-8 |
+//! | [`roundtrip`]   | [`RoundtripInput`] (structured)        | header -> encode -> parse, and frame -> encode -> decode, give it back in both roles, or the error the RFC asks for |
+//!
+//! The structured inputs are decoded by a small hand-written reader with an exact inverse
+//! (`from_bytes` / `to_bytes`): seeds are written from real scenarios, and crash files replay
+//! without the `arbitrary` crate. With the `fuzzing` feature that reader is also their
+//! `arbitrary::Arbitrary` implementation, which is what the fuzz targets take.
 
-use crate::frame::{FrameDecoder, FrameHeader, Role};
-use crate::handshake::{parse_request, HandshakeLimits, Parsed, RequestParser};
-use crate::session::{Event, Session, SessionConfig};
+mod frames;
+mod http;
+mod input;
+mod scenario;
+mod text;
 
-/// Split points derived from the input itself, so the fuzzer explores them too.
-fn cuts(data: &[u8]) -> Vec<usize> {
-    let step = usize::from(data.first().copied().unwrap_or(1)).max(1);
-    (step..data.len()).step_by(step).collect()
+pub use frames::{frame_decoder, roundtrip, RoundtripInput};
+pub use http::handshake;
+pub use scenario::{session, CloseBody, Op, SessionInput};
+pub use text::utf8;
+
+/// Replay one input of `target` (a fuzz target's name). Returns false for an unknown target, or
+/// for a structured target whose file does not decode (never the case with this reader).
+pub fn replay(target: &str, data: &[u8]) -> bool {
+    match target {
+        "handshake" => handshake(data),
+        "frame_decoder" => frame_decoder(data),
+        "utf8" => utf8(data),
+        "session" => session(&SessionInput::from_bytes(data)),
+        "roundtrip" => roundtrip(&RoundtripInput::from_bytes(data)),
+        _ => return false,
+    }
+    true
 }
 
-/// `data` in the pieces given by `cuts`.
-fn pieces<'d>(data: &'d [u8], cuts: &[usize]) -> impl Iterator<Item = &'d [u8]> + 'd {
-    let mut bounds: Vec<usize> = cuts.iter().copied().filter(|&c| c < data.len()).collect();
-    bounds.push(data.len());
-    let mut start = 0;
-    bounds.into_iter().filter_map(move |end| {
-        let piece = data.get(start..end)?;
-        start = end;
-        Some(piece)
-    })
+// ---------------------------------------------------------------------------------------------
+// Cutting input into pieces
+
+/// `data` cut into pieces whose lengths are taken from `lens` in turn (cycled); all of `data` as
+/// one piece if `lens` is empty.
+fn pieces<'d>(data: &'d [u8], lens: &[usize]) -> Vec<&'d [u8]> {
+    if lens.is_empty() {
+        return vec![data];
+    }
+    let mut out = Vec::new();
+    let mut rest = data;
+    for &len in lens.iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (piece, tail) = rest.split_at(len.clamp(1, rest.len()));
+        out.push(piece);
+        rest = tail;
+    }
+    out
 }
 
-/// The handshake parser: stateless vs incremental (whole and split) must agree, and a valid
-/// upgrade must produce a well-formed 101.
-pub fn handshake(data: &[u8]) {
-    let limits = HandshakeLimits::default();
-    let stateless = match parse_request(data, &limits) {
-        Ok(Parsed::Complete { request, consumed }) => Ok(Some((request, consumed))),
-        Ok(Parsed::Partial) => Ok(None),
-        Err(e) => Err(e),
+/// How the byte-oriented targets (`frame_decoder`, `utf8`) read their input: the first byte's
+/// low nibble `k` says how many piece-length bytes follow (each byte `b` is a piece of `b + 1`
+/// bytes, used in turn), its bits 4-6 select a size limit where the target has one, and the rest
+/// is the data. An input starting with `0x00` is plain data, fed whole.
+pub fn split_spec(input: &[u8]) -> (Vec<usize>, u8, &[u8]) {
+    let Some((&first, rest)) = input.split_first() else {
+        return (Vec::new(), 0, input);
     };
-    let mut parser = RequestParser::new(limits);
-    let mut incremental = Ok(None);
-    for piece in pieces(data, &cuts(data)) {
-        match parser.push(piece) {
-            Ok(Some(request)) => {
-                let consumed = parser.buffered() - parser.trailing().len();
-                incremental = Ok(Some((request, consumed)));
-            }
-            Ok(None) => {}
-            Err(e) => {
-                incremental = Err(e);
-                break;
-            }
-        }
+    let k = usize::from(first & 0x0F).min(rest.len());
+    let (lens, data) = rest.split_at(k);
+    let lens = lens.iter().map(|&b| usize::from(b) + 1).collect();
+    (lens, (first >> 4) & 0x7, data)
+}
+
+/// XOR `data` with `key` from key byte 0: the plain definition of masking (RFC 6455 section
+/// 5.3), independent of the crate's `apply_mask`. Eight bytes a step, as every loop iteration is
+/// instrumented and byte-wise loops would dominate the targets' time.
+fn xor_key(data: &mut [u8], key: [u8; 4]) {
+    let [a, b, c, d] = key;
+    let word = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
+    let mut words = data.chunks_exact_mut(8);
+    for w in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(w);
+        w.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
     }
-    if let Ok(Some((_, consumed))) = &incremental {
-        assert_eq!(parser.trailing(), data.get(*consumed..).unwrap_or_default());
-    }
-    assert_eq!(stateless, incremental);
-    if let Ok(Some((request, _))) = stateless {
-        match request.websocket() {
-            Ok(upgrade) => {
-                let protocol = upgrade.protocols.first().map(String::as_str);
-                assert!(upgrade
-                    .response(protocol)
-                    .starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
-            }
-            Err(e) => assert!(e.response().starts_with(b"HTTP/1.1 4")),
-        }
+    for (x, k) in words.into_remainder().iter_mut().zip(key.iter().cycle()) {
+        *x ^= k;
     }
 }
 
-/// Decode frames from `data` in `cuts` pieces; returns (header, payload) list and the error.
-type Frames = (Vec<(FrameHeader, Vec<u8>)>, Option<crate::ProtocolError>);
-
-fn decode_frames(role: Role, data: &[u8], cuts: &[usize]) -> Frames {
-    let mut dec = FrameDecoder::new(role, 1 << 16);
-    let mut frames: Vec<(FrameHeader, Vec<u8>)> = Vec::new();
-    let mut buf = Vec::new();
-    for piece in pieces(data, cuts) {
-        buf.extend_from_slice(piece);
-        loop {
-            match dec.decode(&mut buf) {
-                Ok((n, Some(chunk))) => {
-                    if chunk.first {
-                        frames.push((chunk.header, Vec::new()));
-                    }
-                    if let Some((_, payload)) = frames.last_mut() {
-                        payload.extend_from_slice(chunk.data);
-                    }
-                    buf.drain(..n);
-                }
-                Ok((n, None)) => {
-                    buf.drain(..n);
-                    break;
-                }
-                Err(e) => return (frames, Some(e)),
-            }
-        }
-    }
-    (frames, None)
-}
-
-/// The frame decoder: whole, split and byte by byte must give the same frames and error.
-pub fn frames(data: &[u8]) {
-    for role in [Role::Server, Role::Client] {
-        let whole = decode_frames(role, data, &[]);
-        assert_eq!(whole, decode_frames(role, data, &cuts(data)));
-        if data.len() <= 4096 {
-            let every: Vec<usize> = (1..data.len()).collect();
-            assert_eq!(whole, decode_frames(role, data, &every));
-        }
-    }
-}
-
-/// An event with owned data.
-#[derive(Debug, PartialEq, Eq)]
-enum Owned {
-    Message(Vec<u8>),
-    Ping(Vec<u8>),
-    Pong(Vec<u8>),
-    Close(Option<(u16, String)>),
-}
-
-fn run_session(data: &[u8], cuts: &[usize]) -> (Vec<Owned>, Option<crate::ProtocolError>) {
-    let mut session = Session::new(SessionConfig {
-        max_frame_size: 1 << 16,
-        max_message_size: 1 << 17,
-        ..SessionConfig::default()
-    });
-    let mut events = Vec::new();
-    let mut buf = Vec::new();
-    for piece in pieces(data, cuts) {
-        buf.extend_from_slice(piece);
-        loop {
-            let (n, owned) = match session.read(&mut buf) {
-                Ok((n, ev)) => (
-                    n,
-                    match ev {
-                        Event::None => None,
-                        Event::Message(m) => Some(Owned::Message(m.as_bytes().to_vec())),
-                        Event::Ping(p) => Some(Owned::Ping(p.to_vec())),
-                        Event::Pong(p) => Some(Owned::Pong(p.to_vec())),
-                        Event::Close(c) => {
-                            Some(Owned::Close(c.map(|c| (c.code.0, c.reason.to_owned()))))
-                        }
-                    },
-                ),
-                Err(e) => return (events, Some(e)),
-            };
-            let progress = n > 0 || owned.is_some();
-            events.extend(owned);
-            buf.drain(..n);
-            if !progress {
-                break;
-            }
-        }
-    }
-    (events, None)
-}
-
-/// The session: whole and split input must give the same events and error.
-pub fn session(data: &[u8]) {
-    let whole = run_session(data, &[]);
-    assert_eq!(whole, run_session(data, &cuts(data)));
+/// Whether `v` is an HTTP token (RFC 9110 section 5.6.2).
+fn is_token(v: &str) -> bool {
+    !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn normal_session() -> SessionInput {
+        SessionInput {
+            client: false,
+            max_frame_size: 1024,
+            max_message_size: 2048,
+            mask: [0x37, 0xfa, 0x21, 0x3d],
+            truncate: 0,
+            reads: vec![2, 0, 6],
+            ops: vec![
+                Op::Text {
+                    text: "Hello".into(),
+                    fragments: vec![],
+                    corrupt: None,
+                },
+                Op::Text {
+                    text: "κόσμε".into(),
+                    fragments: vec![1, 2, 3],
+                    corrupt: None,
+                },
+                Op::Message {
+                    text: false,
+                    payload: vec![1, 2, 3, 4, 5],
+                    fragments: vec![2],
+                    ping_after: 1,
+                },
+                Op::Ping(b"hi".to_vec()),
+                Op::Pong(vec![]),
+                Op::Close(CloseBody::Code {
+                    code: 1000,
+                    reason: "bye".into(),
+                }),
+                Op::LocalClose,
+            ],
+        }
+    }
+
+    #[test]
+    fn reader_and_writer_are_inverse() {
+        let s = normal_session();
+        assert_eq!(SessionInput::from_bytes(&s.to_bytes()), s);
+        let r = RoundtripInput {
+            fin: true,
+            rsv: 5,
+            opcode: 4,
+            masked: true,
+            mask: [1, 2, 3, 4],
+            len: 70_000,
+            cut: 3,
+            grow: 300,
+            payload: b"abc".to_vec(),
+        };
+        assert_eq!(RoundtripInput::from_bytes(&r.to_bytes()), r);
+    }
+
+    #[test]
+    fn normal_session_matches_the_model() {
+        let s = normal_session();
+        session(&s);
+        let mut failing = s.clone();
+        failing.ops.insert(
+            1,
+            Op::Text {
+                text: "aé".into(),
+                fragments: vec![2],
+                corrupt: Some((2, 0x41)),
+            },
+        );
+        session(&failing);
+        failing.truncate = 9;
+        failing.client = true;
+        session(&failing);
+    }
+
     #[test]
     fn smoke() {
-        let req = b"\x03GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\x81";
-        handshake(&req[1..]);
         handshake(req);
-        let frames_in = b"\x02\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58\x89\x80\0\0\0\0\x88\x82\0\0\0\0\x03\xe8";
-        frames(frames_in);
-        session(frames_in);
-        session(&frames_in[1..]);
-        frames(b"");
-        session(b"");
-        handshake(b"");
+        handshake(&req[..40]);
+        handshake(b"POST / HTTP/1.1\r\n\r\n");
+        let frames = b"\x02\x01\x00\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58\x88\x80\0\0\0\0";
+        frame_decoder(frames);
+        utf8(b"\x03\x00\x01\x02\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5");
+        utf8(b"\x00\xf4\x90\x80\x80");
+        roundtrip(&RoundtripInput::from_bytes(b"\x01\x01\x37\xfa\x21\x3d"));
+        for f in [handshake, frame_decoder, utf8] {
+            f(b"");
+        }
+        session(&SessionInput::from_bytes(b""));
+        roundtrip(&RoundtripInput::from_bytes(b""));
     }
 }
