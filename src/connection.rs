@@ -924,6 +924,8 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
     let mut start = 0;
     // Whether the last read filled all the room it was given (more is probably waiting).
     let mut filled = false;
+    // Bytes the last read returned.
+    let mut last_read = 0usize;
     loop {
         let batch = BatchGuard::start();
         // Hand every complete event in the buffer to its consumer.
@@ -983,7 +985,9 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
         if start == end {
             start = 0;
             end = 0;
-            if !filled && buf.len() > MIN_READ_BUF {
+            // Only after a small read: a stream of partly filled reads is still a burst, and shrinking
+            // then would re-grow (and zero) the buffer over and over.
+            if !filled && last_read < MIN_READ_BUF && buf.len() > MIN_READ_BUF {
                 buf.truncate(MIN_READ_BUF);
                 buf.shrink_to_fit();
             }
@@ -1000,6 +1004,7 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
             Ok(0) => return end_of_input(shared, conn, &mut session, &mut buf),
             Ok(n) => {
                 filled = end + n == buf.len();
+                last_read = n;
                 end += n;
                 conn.last_seen_ms.store(conn.now_ms(), Ordering::Relaxed);
             }
