@@ -264,20 +264,7 @@ fn a_second_signal_during_shutdown_exits_at_once_with_130() {
     // A client with a tiny receive window that never reads keeps its worker waiting for the close frame
     // to be acknowledged, so the graceful shutdown lasts until its deadline (4 s here) ...
     let (mut child, addr) = spawn_binary(&["--shutdown-timeout", "4s"]);
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket.set_recv_buffer_size(4096).expect("rcvbuf");
-    socket.connect(&addr.into()).expect("connect");
-    let mut stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    stream
-        .write_all(upgrade_request("").as_bytes())
-        .expect("upgrade");
-    let mut head = [0u8; 129];
-    stream.read_exact(&mut head).expect("101");
-    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let mut stream = support::open_small_rcvbuf(addr);
     let frame =
         hydrogen_ws_protocol::encode_masked_frame(true, OpCode::Binary, [1, 2, 3, 4], &[0u8; 2000]);
     for _ in 0..20 {

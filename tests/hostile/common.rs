@@ -1,14 +1,15 @@
 //! Helpers shared by the hostile-client tests: the measurement lock, /proc readings, a bystander client
 //! and raw connections with small buffers.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use hydrogen_ws_protocol::{encode_masked_frame, OpCode};
-use socket2::{Domain, SockRef, Socket, Type};
+use socket2::SockRef;
 
+pub use crate::support::open_small_rcvbuf;
 use crate::support::{upgrade_request, HttpResponse, RawClient};
 
 static MEASURE: RwLock<()> = RwLock::new(());
@@ -168,29 +169,6 @@ pub fn write_in_pieces(
         }
     }
     None
-}
-
-/// Completes an upgrade on a socket whose receive buffer is made small before connecting, so that a
-/// client that stops reading fills it quickly. Returns the stream, past the 101.
-pub fn open_small_rcvbuf(addr: SocketAddr) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    socket.connect(&addr.into()).expect("connect");
-    let mut stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    stream
-        .write_all(upgrade_request("").as_bytes())
-        .expect("request");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(stream.read(&mut byte).expect("101"), 1, "EOF in the 101");
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101 "), "{head:?}");
-    stream
 }
 
 /// Drops a connection with a reset instead of a FIN (SO_LINGER 0).

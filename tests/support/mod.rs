@@ -5,6 +5,8 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use socket2::{Domain, Socket, Type};
+
 use hydrogen_ws::{Config, Echo, Handler, Server};
 use hydrogen_ws_protocol::{encode_masked_frame, OpCode};
 
@@ -211,4 +213,27 @@ fn parse_server_frame(buf: &[u8]) -> Option<(ServerFrame, usize)> {
         },
         pos,
     ))
+}
+
+/// Completes an upgrade on a socket whose receive buffer is made small before connecting, so that a
+/// client that stops reading fills it quickly. Returns the stream, past the 101.
+pub fn open_small_rcvbuf(addr: SocketAddr) -> TcpStream {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect(&addr.into()).expect("connect");
+    let mut stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    stream
+        .write_all(upgrade_request("").as_bytes())
+        .expect("request");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).expect("101"), 1, "EOF in the 101");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101 "), "{head:?}");
+    stream
 }
