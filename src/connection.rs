@@ -143,9 +143,8 @@ pub struct Conn {
     send_timeout: Duration,
     max_pending: usize,
     epoch: Instant,
-    /// Milliseconds since `epoch`: last frame received; outstanding ping (0 = none); last ping sent;
-    /// when our close frame went out (0 = not yet).
-    last_seen_ms: AtomicU64,
+    /// Milliseconds since `epoch`: outstanding ping (0 = none); last ping sent; when our close frame
+    /// went out (0 = not yet).
     ping_out_ms: AtomicU64,
     last_ping_ms: AtomicU64,
     close_sent_ms: AtomicU64,
@@ -188,7 +187,6 @@ impl Conn {
             send_timeout: limits.send_timeout,
             max_pending: limits.max_pending(),
             epoch: shared.started_at,
-            last_seen_ms: AtomicU64::new(0),
             ping_out_ms: AtomicU64::new(0),
             last_ping_ms: AtomicU64::new(0),
             close_sent_ms: AtomicU64::new(0),
@@ -836,7 +834,6 @@ fn run_handshake(shared: &Shared, conn: &Conn) -> Result<Vec<u8>, End> {
         // Open from the moment the 101 can reach the client (under the write lock, so a shutdown that
         // sees "open" writes its close frame after the 101, never before it).
         let mut w = conn.lock_writer();
-        conn.last_seen_ms.store(conn.now_ms(), Ordering::Relaxed);
         conn.last_ping_ms.store(conn.now_ms(), Ordering::Relaxed);
         conn.state.store(STATE_OPEN, Ordering::SeqCst);
         if write_all(&conn.socket, &response).is_err() {
@@ -1006,7 +1003,6 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
                 filled = end + n == buf.len();
                 last_read = n;
                 end += n;
-                conn.last_seen_ms.store(conn.now_ms(), Ordering::Relaxed);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
