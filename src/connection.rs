@@ -115,6 +115,22 @@ impl WriteState {
     fn queued(&self) -> usize {
         self.pending.len() - self.done
     }
+
+    /// Queues what the kernel has not taken of a frame: `header` then `payload`, minus the first
+    /// `taken` bytes.
+    fn hold(&mut self, header: &[u8], payload: &[u8], taken: usize) {
+        if self.queued() == 0 {
+            self.pending.clear();
+            self.done = 0;
+        }
+        if taken < header.len() {
+            self.pending.extend_from_slice(&header[taken..]);
+            self.pending.extend_from_slice(payload);
+        } else {
+            self.pending
+                .extend_from_slice(&payload[taken - header.len()..]);
+        }
+    }
 }
 
 /// A topic a connection receives pushes for.
@@ -340,12 +356,7 @@ impl Conn {
             if w.close_sent || w.broken {
                 return Err(SendError::Closed);
             }
-            if w.queued() == 0 {
-                w.pending.clear();
-                w.done = 0;
-            }
-            w.pending.extend_from_slice(header.as_bytes());
-            w.pending.extend_from_slice(payload);
+            w.hold(header.as_bytes(), payload, 0);
             BATCH.with(|b| b.set(Batch::On(true)));
             return Ok(());
         }
@@ -380,17 +391,7 @@ impl Conn {
         if w.queued() + (total - taken) > self.max_pending {
             return Err(self.evict(w, "it let more than the pending limit pile up"));
         }
-        if w.queued() == 0 {
-            w.pending.clear();
-            w.done = 0;
-        }
-        if taken < header.len() {
-            w.pending.extend_from_slice(&header[taken..]);
-            w.pending.extend_from_slice(payload);
-        } else {
-            w.pending
-                .extend_from_slice(&payload[taken - header.len()..]);
-        }
+        w.hold(header, payload, taken);
         w.stalled_since.get_or_insert_with(Instant::now);
         self.flush(w)
     }

@@ -17,9 +17,7 @@ pub(crate) fn run(shared: &Arc<Shared>) {
     while !shared.is_shutting_down() {
         let now = Instant::now();
         for conn in shared.registry.snapshot() {
-            if conn.is_open() {
-                conn.tick(shared, now);
-            }
+            conn.tick(shared, now);
         }
         if now.duration_since(last_trim) >= TRIM_EVERY {
             last_trim = now;
