@@ -20,17 +20,11 @@ fn decode_all(
     input: &[u8],
     cuts: &[usize],
 ) -> (Vec<Frame>, Option<ProtocolError>) {
-    let mut bounds: Vec<usize> = cuts.iter().copied().filter(|&c| c < input.len()).collect();
-    bounds.push(input.len());
-    bounds.sort_unstable();
-    bounds.dedup();
     let mut dec = FrameDecoder::new(role, max);
     let mut frames: Vec<Frame> = Vec::new();
     let mut buf = Vec::new();
-    let mut start = 0;
-    for end in bounds {
-        buf.extend_from_slice(&input[start..end]);
-        start = end;
+    for (piece, _) in common::pieces(input, cuts) {
+        buf.extend_from_slice(piece);
         loop {
             match dec.decode(&mut buf) {
                 Ok((n, chunk)) => {

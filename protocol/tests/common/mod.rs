@@ -26,6 +26,21 @@ impl Owned {
     }
 }
 
+/// `input` cut at `cuts` (offsets into it; out of range or repeated ones ignored), in order, each piece
+/// with the offset where it ends.
+pub fn pieces<'a>(input: &'a [u8], cuts: &[usize]) -> impl Iterator<Item = (&'a [u8], usize)> {
+    let mut bounds: Vec<usize> = cuts.iter().copied().filter(|&c| c < input.len()).collect();
+    bounds.push(input.len());
+    bounds.sort_unstable();
+    bounds.dedup();
+    let mut start = 0;
+    bounds.into_iter().map(move |end| {
+        let piece = &input[start..end];
+        start = end;
+        (piece, end)
+    })
+}
+
 /// Drive a session the way a server does: bytes arrive in pieces (cut at `cuts`, which are
 /// offsets into `input`), each appended to a buffer that is read until no progress.
 /// Returns the events, the error (if any), and how many input bytes had arrived when it hit.
@@ -34,16 +49,10 @@ pub fn drive(
     input: &[u8],
     cuts: &[usize],
 ) -> (Vec<Owned>, Option<(ProtocolError, usize)>) {
-    let mut bounds: Vec<usize> = cuts.iter().copied().filter(|&c| c < input.len()).collect();
-    bounds.push(input.len());
-    bounds.sort_unstable();
-    bounds.dedup();
     let mut events = Vec::new();
     let mut buf = Vec::new();
-    let mut start = 0;
-    for end in bounds {
-        buf.extend_from_slice(&input[start..end]);
-        start = end;
+    for (piece, end) in pieces(input, cuts) {
+        buf.extend_from_slice(piece);
         loop {
             match session.read(&mut buf) {
                 Ok((n, ev)) => {
