@@ -47,7 +47,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// Connection counts measured unless `HYDROGEN_BENCH_CONNS` says otherwise.
-const DEFAULT_CONNS: &[usize] = &[1, 100, 1000, 10_000];
+const DEFAULT_CONNS: &[usize] = &[0, 1, 100, 1000, 10_000];
 /// Repetitions of every point unless `HYDROGEN_BENCH_RUNS` says otherwise.
 const DEFAULT_RUNS: usize = 5;
 /// In `busy` mode at most this many clients send messages.
@@ -113,8 +113,19 @@ fn main() {
             Err(e) => eprintln!("shutdown bench: no floor row: {e}"),
         }
     }
+    if let Some(bin) = std::env::var_os("HYDROGEN_BENCH_COMPARE_BIN") {
+        servers.push(Server {
+            kind: Kind::Compare,
+            bin: PathBuf::from(bin),
+        });
+    }
     let mut baseline_note = None;
-    match build_lws(&manifest_dir, &target_dir) {
+    let lws = if std::env::var("HYDROGEN_BENCH_LWS").as_deref() == Ok("0") {
+        Ok(None)
+    } else {
+        build_lws(&manifest_dir, &target_dir)
+    };
+    match lws {
         Ok(Some(bin)) => servers.push(Server {
             kind: Kind::Lws,
             bin,
@@ -143,13 +154,21 @@ fn main() {
         }
     }
 
+    let variants: Vec<Variant> = match std::env::var("HYDROGEN_BENCH_VARIANTS") {
+        Ok(list) => [Variant::Idle, Variant::Busy]
+            .into_iter()
+            .filter(|v| list.split(',').any(|w| w.trim() == v.name()))
+            .collect(),
+        Err(_) => vec![Variant::Idle, Variant::Busy],
+    };
     let mut points = Vec::new();
-    for variant in [Variant::Idle, Variant::Busy] {
+    for &variant in &variants {
         for &n in &conns {
-            for server in &servers {
-                let mut results = Vec::new();
-                let mut errors = Vec::new();
-                for run in 1..=runs {
+            // Runs alternate between the servers, so a noisy spell on the machine hits them all alike.
+            let mut outcomes: Vec<(Vec<RunResult>, Vec<String>)> =
+                servers.iter().map(|_| (Vec::new(), Vec::new())).collect();
+            for run in 1..=runs {
+                for (server, (results, errors)) in servers.iter().zip(outcomes.iter_mut()) {
                     match run_once(server, variant, n) {
                         Ok(r) => {
                             eprintln!(
@@ -180,6 +199,8 @@ fn main() {
                         }
                     }
                 }
+            }
+            for (server, (results, errors)) in servers.iter().zip(outcomes) {
                 points.push(Point {
                     variant,
                     kind: server.kind,
@@ -200,6 +221,9 @@ fn main() {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Hydrogen,
+    /// Another build of hydrogen-ws (`HYDROGEN_BENCH_COMPARE_BIN`), measured in the same run for an A/B
+    /// comparison of a change.
+    Compare,
     Lws,
     /// A bare thread-per-connection process that exits on SIGTERM without a word to anyone: what the
     /// kernel alone needs to tear down N threads and sockets, the floor under any blocking design.
@@ -210,6 +234,7 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Hydrogen => "hydrogen-ws",
+            Kind::Compare => "compare",
             Kind::Lws => "libwebsockets",
             Kind::Floor => "floor",
         }
@@ -451,14 +476,15 @@ impl Running {
     fn start(server: &Server, conns: usize) -> Result<Running, String> {
         let mut cmd = Command::new(&server.bin);
         let lws_port = match server.kind {
-            Kind::Hydrogen => {
+            Kind::Hydrogen | Kind::Compare => {
                 cmd.args([
                     "--listen",
                     "127.0.0.1:0",
                     "--mode",
                     "echo",
                     "--threads",
-                    &(conns + 16).to_string(),
+                    // Never below the default capacity, so the 0-connection row is the default server.
+                    &(conns + 16).max(256).to_string(),
                     // `info`, not `warn`: the shutdown report is logged at info level.
                     "--log-level",
                     "info",
@@ -697,6 +723,14 @@ fn run_once(server: &Server, variant: Variant, n: usize) -> Result<RunResult, St
         thread::sleep(WARMUP);
     }
 
+    // For profiling the shutdown alone: a pause announced on stderr, in which to start a profiler.
+    if let Some(ms) = std::env::var("HYDROGEN_BENCH_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        eprintln!("shutdown bench: SIGTERM in {ms} ms");
+        thread::sleep(Duration::from_millis(ms));
+    }
     // The signal.
     let signal_at = Instant::now();
     let _ = shared.signal_at.set(signal_at);
@@ -987,6 +1021,9 @@ impl Client {
             };
             match stream.read(&mut chunk) {
                 Ok(0) => {
+                    // The server's FIN often rides with its close frame: answer the close first, as a
+                    // browser does (its side of the connection is still open for writing).
+                    self.flush();
                     self.finish(Outcome::Eof);
                     return true;
                 }

@@ -731,7 +731,11 @@ pub(crate) fn serve(shared: &Arc<Shared>, slot: usize, socket: Socket, peer: Soc
             // them.
             let _ = conn.wait_drained();
             let _ = conn.socket.shutdown(Shutdown::Write);
-            drain(&conn, Instant::now() + LINGER);
+            let mut until = Instant::now() + LINGER;
+            if shared.is_shutting_down() {
+                until = until.min(shared.linger_deadline());
+            }
+            drain(&conn, until);
         }
         End::Shutdown | End::PeerGone | End::Evicted => {}
     }
@@ -961,6 +965,13 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
             shared
                 .stats
                 .close_received(close_code.unwrap_or(CloseCode::NO_STATUS));
+            if shared.is_shutting_down() && conn.close_was_sent() {
+                // The client answered the shutdown's 1001: the closing handshake is complete.
+                shared
+                    .shutdown_state
+                    .answered
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             // The peer's close: answer it (echoing its code) unless ours already went out.
             if session.state() == SessionState::CloseReceived {
                 let sent = match close_code {

@@ -63,5 +63,5 @@ pub use connection::{Conn, SendError};
 pub use handler::{Echo, Handler};
 pub use hydrogen_ws_protocol as protocol;
 pub use server::{BroadcastReport, Server, ServerError, ServerHandle};
-pub use shutdown::{ShutdownReport, Signals};
+pub use shutdown::{ShutdownReport, Signals, Watchdog};
 pub use status::{Stats, StatsSnapshot};

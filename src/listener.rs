@@ -10,12 +10,12 @@ use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use hydrogen_ws_protocol::handshake;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::log::{debug, error, warning};
-use crate::pool::Job;
+use crate::pool::{Job, Pool, Refused};
 use crate::server::Shared;
 use crate::status::Stats;
 
@@ -34,7 +34,7 @@ const REFUSE_QUEUE: usize = 1024;
 const REFUSE_READ: Duration = Duration::from_millis(100);
 
 /// The acceptor's loop; returns when the listening socket is shut down.
-pub(crate) fn accept_loop(shared: &Shared, jobs: Sender<Job>) {
+pub(crate) fn accept_loop(shared: &Arc<Shared>, jobs: Sender<Job>) {
     let (refuse_tx, refuse_rx) = crossbeam_channel::bounded::<Socket>(REFUSE_QUEUE);
     let retry_after = shared.config.retry_after_secs.to_string();
     let refuser = std::thread::Builder::new()
@@ -69,16 +69,13 @@ pub(crate) fn accept_loop(shared: &Shared, jobs: Sender<Job>) {
         let Some(peer) = addr.as_socket() else {
             continue;
         };
-        if shared.pool.try_reserve() {
-            match jobs.try_send(Job { socket, peer }) {
-                Ok(()) => continue,
-                // Cannot happen while reservations bound the queue; refuse rather than lose the client.
-                Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
-                    refuse_full(shared, &refuse_tx, job.socket, peer);
-                }
+        match Pool::submit(shared, &jobs, Job { socket, peer }) {
+            Ok(()) => {}
+            Err(Refused::Full(job)) => refuse_full(shared, &refuse_tx, job.socket, peer),
+            Err(Refused::Spawn(job, e)) => {
+                error!("connection from {peer}: cannot start a worker thread: {e}");
+                refuse_full(shared, &refuse_tx, job.socket, peer);
             }
-        } else {
-            refuse_full(shared, &refuse_tx, socket, peer);
         }
     }
 }

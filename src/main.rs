@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use hydrogen_ws::cli::{self, Command};
 use hydrogen_ws::log::{self, Level};
-use hydrogen_ws::{shutdown, Echo, Hydrogen, Mode, Server, Signals};
+use hydrogen_ws::{Echo, Hydrogen, Mode, Server, Signals, Watchdog};
 
 fn main() -> ExitCode {
     let command = cli::parse(std::env::args().skip(1), |k| std::env::var(k).ok());
@@ -28,10 +28,17 @@ fn main() -> ExitCode {
 
     // Signals are caught before the server says it is ready, so a SIGTERM right after start-up is
     // already a graceful shutdown.
-    let signals = match Signals::install() {
+    let mut signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("hydrogen-ws: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let watchdog = match Watchdog::start() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("hydrogen-ws: cannot start the shutdown watchdog: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -69,7 +76,7 @@ fn main() -> ExitCode {
         eprintln!("hydrogen-ws: {e}");
     }
     // Whatever happens from here, the process is gone shortly after the deadline.
-    shutdown::exit_after(shutdown_timeout + std::time::Duration::from_millis(100));
+    watchdog.arm(shutdown_timeout + std::time::Duration::from_millis(100));
     let report = server.handle().shutdown();
     // Exit without joining idle workers or running destructors: every connection is already closed.
     std::process::exit(if report.completed() { 0 } else { 1 });

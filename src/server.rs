@@ -13,7 +13,7 @@ use socket2::Socket;
 use crate::config::{Config, ConfigError};
 use crate::handler::Handler;
 use crate::listener;
-use crate::pool::{self, Pool};
+use crate::pool::Pool;
 use crate::registry::Registry;
 use crate::shutdown::{self, ShutdownReport, ShutdownState};
 use crate::status::{Stats, StatsSnapshot};
@@ -127,9 +127,12 @@ impl Server {
             next_id: AtomicU64::new(1),
             config,
         });
-        let (jobs_tx, jobs_rx) = pool::channel(shared.config.threads);
-        let mut threads = pool::spawn_workers(&shared, &jobs_rx).map_err(ServerError::Spawn)?;
-        drop(jobs_rx);
+        Pool::start(&shared).map_err(ServerError::Spawn)?;
+        let jobs_tx = shared
+            .pool
+            .sender()
+            .ok_or_else(|| ServerError::Spawn(std::io::Error::other("worker pool released")))?;
+        let mut threads = Vec::new();
         let acceptor_shared = Arc::clone(&shared);
         let acceptor = std::thread::Builder::new()
             .name("hydrogen-ws-acceptor".into())
@@ -159,12 +162,16 @@ impl Server {
         }
     }
 
-    /// Runs the shutdown sequence, then waits (bounded by the shutdown timeout) for the server's threads
-    /// to end. Idle workers leave as soon as the acceptor does.
-    pub fn shutdown(self) -> ShutdownReport {
+    /// Runs the shutdown sequence, then lets the idle workers go and waits (bounded by the shutdown
+    /// timeout) for the server's threads to end.
+    ///
+    /// ([`ServerHandle::shutdown`] leaves idle workers parked, to die with the process, which is what a
+    /// binary about to exit wants; dropping the `Server` afterwards lets them go.)
+    pub fn shutdown(mut self) -> ShutdownReport {
         let report = shutdown::run(&self.shared);
         let deadline = Instant::now() + self.shared.config.shutdown_timeout;
-        for t in self.threads {
+        self.shared.pool.release_workers(deadline);
+        for t in std::mem::take(&mut self.threads) {
             while !t.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
@@ -173,6 +180,15 @@ impl Server {
             }
         }
         report
+    }
+}
+
+impl Drop for Server {
+    /// A running server keeps running; after a shutdown, the parked idle workers are let go.
+    fn drop(&mut self) {
+        if self.shared.is_shutting_down() {
+            self.shared.pool.release_workers(Instant::now());
+        }
     }
 }
 

@@ -50,9 +50,11 @@ pub struct ShutdownReport {
     pub stop_accept_us: u64,
     /// Phase 2a, writing the close frames, in microseconds.
     pub close_frames_us: u64,
-    /// Phase 2b, `shutdown(Both)` on every socket (which wakes its worker), in microseconds.
+    /// Phase 3, waiting (briefly) for clients to answer the close frame, in microseconds.
+    pub answers_us: u64,
+    /// Phase 4, `shutdown(Both)` on every socket still open (which wakes its worker), in microseconds.
     pub wake_us: u64,
-    /// Phase 3, until every connection's worker let go of it, in microseconds.
+    /// Phase 5, until every connection's worker let go of it, in microseconds.
     pub join_us: u64,
     /// The whole sequence, in microseconds.
     pub total_us: u64,
@@ -70,8 +72,8 @@ impl fmt::Display for ShutdownReport {
         write!(
             f,
             "shutdown: connections={} handshaking={} close_frames={} already_closing={} answered={} \
-             forced={} unfinished={} stop_accept_us={} close_frames_us={} wake_us={} join_us={} \
-             total_us={}",
+             forced={} unfinished={} stop_accept_us={} close_frames_us={} answers_us={} wake_us={} \
+             join_us={} total_us={}",
             self.connections,
             self.handshaking,
             self.close_frames,
@@ -81,6 +83,7 @@ impl fmt::Display for ShutdownReport {
             self.unfinished,
             self.stop_accept_us,
             self.close_frames_us,
+            self.answers_us,
             self.wake_us,
             self.join_us,
             self.total_us
@@ -115,6 +118,13 @@ impl ShutdownState {
 
 /// How long a connection whose write lock is held gets before it is forced.
 const BUSY_GRACE: Duration = Duration::from_millis(2);
+
+/// How long after the last close frame the sequence waits for clients to answer before it shuts the
+/// remaining sockets down: a tenth of the shutdown timeout, at most 50 ms. A client on loopback or a LAN
+/// answers within a millisecond; a slower one still gets its frame (the worker waits for the ACK).
+fn answer_grace(timeout: Duration) -> Duration {
+    (timeout / 10).min(Duration::from_millis(50))
+}
 
 /// Runs the shutdown sequence once; later and concurrent callers get the same report.
 pub(crate) fn run(shared: &Shared) -> ShutdownReport {
@@ -165,10 +175,19 @@ pub(crate) fn run(shared: &Shared) -> ShutdownReport {
         std::thread::yield_now();
     }
     let t_frames = Instant::now();
-    for conn in &conns {
+    // Our handles must not keep a socket open once its worker is done with it.
+    drop(conns);
+
+    // 3. Clients answer: a client that replies with its own close frame (and closes, as browsers do)
+    //    completes the closing handshake; its worker sees that, closes cleanly and leaves.
+    let answer_deadline = (t_frames + answer_grace(timeout)).min(state.linger_until());
+    shared.registry.wait_empty(answer_deadline);
+    let t_answers = Instant::now();
+
+    // 4. Everyone else: shutdown(Both), so every worker still blocked in read() wakes at once.
+    for conn in shared.registry.snapshot() {
         conn.shut_down();
     }
-    drop(conns);
     let t2 = Instant::now();
 
     // 3. Wait for the workers to let go of their connections.
@@ -179,7 +198,8 @@ pub(crate) fn run(shared: &Shared) -> ShutdownReport {
     report.answered = state.answered.load(Ordering::SeqCst);
     report.stop_accept_us = micros(t1 - t0);
     report.close_frames_us = micros(t_frames - t1);
-    report.wake_us = micros(t2 - t_frames);
+    report.answers_us = micros(t_answers - t_frames);
+    report.wake_us = micros(t2 - t_answers);
     report.join_us = micros(t3 - t2);
     report.total_us = micros(t3 - t0);
     shared
@@ -223,8 +243,36 @@ fn going_away_frame() -> Vec<u8> {
 }
 
 /// SIGINT and SIGTERM, caught from the moment [`Signals::install`] returns.
+///
+/// The thread that calls [`Signals::wait`] is the one the first signal wakes (no hop through another
+/// thread), and a second signal is handled inside the signal handler itself, so it ends the process even
+/// while every thread is busy with the shutdown.
 pub struct Signals {
-    first: crossbeam_channel::Receiver<i32>,
+    signals: signal_hook::iterator::Signals,
+}
+
+/// SIGINT and SIGTERM received so far (counted by the signal handler).
+static SIGNALS_SEEN: AtomicUsize = AtomicUsize::new(0);
+
+/// What the handler writes before it ends the process on a second signal (a log line of its own).
+const SECOND_SIGNAL_LINE: &[u8] = b"hydrogen-ws ERROR second signal during shutdown: exiting now\n";
+
+/// Runs inside the signal handler, so only async-signal-safe calls: an atomic add, write(2), _exit(2).
+fn on_signal() {
+    if SIGNALS_SEEN.fetch_add(1, Ordering::SeqCst) >= 1 {
+        if crate::log::enabled(crate::log::Level::Error) {
+            // SAFETY: write(2) on the stderr descriptor from a static buffer with its exact length; it is
+            // async-signal-safe and a failed or short write is harmless here.
+            let _ = unsafe {
+                libc::write(
+                    libc::STDERR_FILENO,
+                    SECOND_SIGNAL_LINE.as_ptr().cast(),
+                    SECOND_SIGNAL_LINE.len(),
+                )
+            };
+        }
+        signal_hook::low_level::exit(130);
+    }
 }
 
 impl Signals {
@@ -232,43 +280,51 @@ impl Signals {
     /// the process at once with status 130, for an operator who does not want to wait.
     pub fn install() -> std::io::Result<Signals> {
         use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-        let (tx, first) = crossbeam_channel::bounded(1);
-        std::thread::Builder::new()
-            .name("hydrogen-ws-signals".into())
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let mut seen = 0;
-                for signal in signals.forever() {
-                    seen += 1;
-                    if seen == 1 {
-                        let _ = tx.send(signal);
-                    } else {
-                        crate::log::error!("second signal ({signal}) during shutdown: exiting now");
-                        std::process::exit(130);
-                    }
-                }
-            })?;
-        Ok(Signals { first })
+        for signal in [SIGINT, SIGTERM] {
+            // SAFETY: `on_signal` only does async-signal-safe things (an atomic add, write(2), _exit(2)):
+            // no allocation, no lock, no panic path.
+            unsafe { signal_hook::low_level::register(signal, on_signal) }?;
+        }
+        let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        Ok(Signals { signals })
     }
 
     /// Blocks until the first signal and returns its number.
-    pub fn wait(&self) -> std::io::Result<i32> {
-        self.first
-            .recv()
-            .map_err(|_| std::io::Error::other("signal thread ended"))
+    pub fn wait(&mut self) -> std::io::Result<i32> {
+        self.signals
+            .forever()
+            .next()
+            .ok_or_else(|| std::io::Error::other("signal delivery ended"))
     }
 }
 
-/// Ends the process with status 1 if it is still running `after` from now: the hard deadline of the
-/// binary's shutdown, whatever happens inside the sequence.
-pub fn exit_after(after: Duration) {
-    let _ = std::thread::Builder::new()
-        .name("hydrogen-ws-deadline".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            std::thread::sleep(after);
-            crate::log::error!("shutdown did not finish within its deadline: exiting now");
-            std::process::exit(1);
-        });
+/// The process's last resort: ends it with status 1 if it is still running a given time after
+/// [`Watchdog::arm`]. Its thread starts with the server, so arming it costs no thread start while the
+/// clock of a shutdown is running.
+pub struct Watchdog {
+    arm: crossbeam_channel::Sender<Instant>,
+}
+
+impl Watchdog {
+    /// Starts the (sleeping) watchdog thread.
+    pub fn start() -> std::io::Result<Watchdog> {
+        let (arm, armed) = crossbeam_channel::bounded::<Instant>(1);
+        std::thread::Builder::new()
+            .name("hydrogen-ws-deadline".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let Ok(deadline) = armed.recv() else {
+                    return;
+                };
+                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                crate::log::error!("shutdown did not finish within its deadline: exiting now");
+                std::process::exit(1);
+            })?;
+        Ok(Watchdog { arm })
+    }
+
+    /// The process ends with status 1 `after` from now unless it has exited by then.
+    pub fn arm(&self, after: Duration) {
+        let _ = self.arm.try_send(Instant::now() + after);
+    }
 }

@@ -194,7 +194,11 @@ fn build_document(shared: &Shared) -> Value {
         "bytes": { "in": s.bytes_in, "out": s.bytes_out },
         "memory": { "rss_bytes": rss },
         "threads": threads,
-        "pool": { "workers": c.threads, "busy": shared.registry.live() },
+        "pool": {
+            "workers": shared.pool.spawned(),
+            "capacity": c.threads,
+            "busy": shared.registry.live()
+        },
         "limits": {
             "max_message_size": l.max_message_size,
             "max_frame_size": l.max_frame_size,
@@ -246,6 +250,12 @@ pub(crate) fn metrics(shared: &Shared) -> String {
         "gauge",
         "Worker threads, the connection capacity.",
         &one(shared.config.threads as u64),
+    );
+    metric(
+        "workers",
+        "gauge",
+        "Worker threads started (on demand, at most the capacity).",
+        &one(shared.pool.spawned() as u64),
     );
     metric(
         "connections_total",

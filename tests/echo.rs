@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::io::Write;
 use std::time::Duration;
 
 use hydrogen_ws::{Conn, Handler};
@@ -173,5 +174,42 @@ fn a_panicking_handler_ends_only_its_connection() {
     c.send_frame(true, OpCode::Text, b"fine");
     assert_eq!(c.read_frame().expect("echo").payload, b"fine");
     assert_eq!(server.handle().stats().handler_panics, 1);
+    server.shutdown();
+}
+
+#[test]
+fn workers_start_on_demand_up_to_the_capacity() {
+    let mut cfg = config();
+    cfg.threads = 12;
+    let server = server_with(cfg, hydrogen_ws::Echo);
+    let workers = || {
+        // The status document is cached for 50 ms.
+        std::thread::sleep(Duration::from_millis(60));
+        server.handle().status_document()["pool"]["workers"].as_u64()
+    };
+    // A few spare workers are ready from the start, not the whole capacity.
+    assert_eq!(workers(), Some(4));
+    let mut clients: Vec<RawClient> = (0..9)
+        .map(|_| RawClient::open(server.local_addr()))
+        .collect();
+    for c in &mut clients {
+        c.send_frame(true, OpCode::Text, b"ping");
+        assert_eq!(c.read_frame().expect("echo").payload, b"ping");
+    }
+    // One worker per open connection, started as they came.
+    assert_eq!(workers(), Some(9));
+    // Past the capacity, clients are refused; no thread beyond it is started.
+    let more: Vec<RawClient> = (0..3)
+        .map(|_| RawClient::open(server.local_addr()))
+        .collect();
+    let mut extra = std::net::TcpStream::connect(server.local_addr()).expect("connect");
+    extra
+        .write_all(support::upgrade_request("").as_bytes())
+        .expect("request");
+    let mut response = String::new();
+    let _ = std::io::Read::read_to_string(&mut extra, &mut response);
+    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+    assert_eq!(workers(), Some(12));
+    drop(more);
     server.shutdown();
 }

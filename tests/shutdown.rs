@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hydrogen_ws_protocol::OpCode;
-use support::{config, server_with, upgrade_request, RawClient};
+use support::{config, server_with, upgrade_request, wait_until, RawClient};
 
 #[test]
 fn every_open_client_receives_1001() {
@@ -163,6 +163,18 @@ fn shutdown_is_idempotent_across_handles() {
 }
 
 fn spawn_binary(extra: &[&str]) -> (std::process::Child, std::net::SocketAddr) {
+    let (child, addr, _log) = spawn_binary_logged(extra);
+    (child, addr)
+}
+
+/// What the binary wrote to stderr so far.
+type Log = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
+
+fn log_text(log: &Log) -> String {
+    String::from_utf8_lossy(&log.lock().expect("log")).into_owned()
+}
+
+fn spawn_binary_logged(extra: &[&str]) -> (std::process::Child, std::net::SocketAddr, Log) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hydrogen-ws"))
         .args([
             "--listen",
@@ -199,9 +211,16 @@ fn spawn_binary(extra: &[&str]) -> (std::process::Child, std::net::SocketAddr) {
             }
         }
     };
-    // Keep draining stderr so the child never blocks on it.
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    (child, addr)
+    // Keep draining stderr (into the log) so the child never blocks on it.
+    let log = Log::default();
+    let sink = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = stderr.read(&mut chunk) {
+            sink.lock().expect("log").extend_from_slice(&chunk[..n]);
+        }
+    });
+    (child, addr, log)
 }
 
 fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
@@ -263,7 +282,7 @@ fn bad_flag_exits_2_with_a_message() {
 fn a_second_signal_during_shutdown_exits_at_once_with_130() {
     // A client with a tiny receive window that never reads keeps its worker waiting for the close frame
     // to be acknowledged, so the graceful shutdown lasts until its deadline (4 s here) ...
-    let (mut child, addr) = spawn_binary(&["--shutdown-timeout", "4s"]);
+    let (mut child, addr, log) = spawn_binary_logged(&["--shutdown-timeout", "4s"]);
     let mut stream = support::open_small_rcvbuf(addr);
     let frame =
         hydrogen_ws_protocol::encode_masked_frame(true, OpCode::Binary, [1, 2, 3, 4], &[0u8; 2000]);
@@ -284,6 +303,13 @@ fn a_second_signal_during_shutdown_exits_at_once_with_130() {
     let status = wait_exit(&mut child, Duration::from_secs(2));
     assert_eq!(status.code(), Some(130));
     assert!(started.elapsed() < Duration::from_millis(1000));
+    // With one line that says why.
+    let wanted = "hydrogen-ws ERROR second signal during shutdown: exiting now";
+    assert!(
+        wait_until(Duration::from_secs(1), || log_text(&log).contains(wanted)),
+        "{}",
+        log_text(&log)
+    );
     drop(stream);
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use hydrogen_ws_protocol::{encode_masked_frame, OpCode};
 use socket2::SockRef;
 
-pub use crate::support::open_small_rcvbuf;
+pub use crate::support::{open_small_rcvbuf, wait_until};
 use crate::support::{upgrade_request, HttpResponse, RawClient};
 
 static MEASURE: RwLock<()> = RwLock::new(());
@@ -49,20 +49,6 @@ pub fn server_threads() -> usize {
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
         .filter(|name| name.starts_with("hydrogen-ws"))
         .count()
-}
-
-/// Polls `cond` every 10 ms until it holds or `within` passes; returns whether it held.
-pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= until {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Whether a read would return something (data or EOF) within `timeout`, without consuming it.

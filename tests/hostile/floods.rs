@@ -386,14 +386,19 @@ fn descriptors_threads_and_memory_return_to_baseline() {
     let fds = fd_count();
     let threads = server_threads();
     let rss = rss_kib();
-    assert_eq!(threads, 8 + 3, "workers, acceptor, ticker, refuser");
+    // Workers start on demand, so the count is what the warm-up needed, never above the capacity.
+    assert!(
+        threads <= SERVER_THREADS_MAX,
+        "{threads} threads: at most 8 workers, acceptor, ticker, refuser"
+    );
     run_scenarios(&server, &mut bystander, true);
     let rss_after = rss_kib();
     assert!(
         rss_after < rss + 8 * 1024,
         "RSS grew from {rss} KiB to {rss_after} KiB over the scenarios"
     );
-    assert_eq!((fd_count(), server_threads()), (fds, threads));
+    assert_eq!(fd_count(), fds);
+    assert!(server_threads() <= SERVER_THREADS_MAX);
     drop(bystander);
     server.shutdown();
     assert!(
@@ -405,18 +410,22 @@ fn descriptors_threads_and_memory_return_to_baseline() {
     );
 }
 
+/// 8 workers (the capacity the resource test sets), the acceptor, the ticker and the refuser.
+const SERVER_THREADS_MAX: usize = 8 + 3;
+
 fn run_scenarios(server: &Server, bystander: &mut RawClient, check: bool) {
     let addr = server.local_addr();
     let fds = fd_count();
-    let threads = server_threads();
     let settle = |what: &str| {
         let back = wait_until(Duration::from_secs(4), || {
-            server.handle().connections() == 1 && fd_count() == fds && server_threads() == threads
+            server.handle().connections() == 1
+                && fd_count() == fds
+                && server_threads() <= SERVER_THREADS_MAX
         });
         if check {
             assert!(
                 back,
-                "{what}: {} connections, {} descriptors (baseline {fds}), {} threads (baseline {threads})",
+                "{what}: {} connections, {} descriptors (baseline {fds}), {} threads (at most {SERVER_THREADS_MAX})",
                 server.handle().connections(),
                 fd_count(),
                 server_threads()

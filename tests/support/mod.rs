@@ -237,3 +237,17 @@ pub fn open_small_rcvbuf(addr: SocketAddr) -> TcpStream {
     assert!(head.starts_with(b"HTTP/1.1 101 "), "{head:?}");
     stream
 }
+
+/// Polls `cond` every 10 ms until it holds or `within` passes; returns whether it held.
+pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
