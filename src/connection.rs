@@ -731,10 +731,16 @@ pub(crate) fn serve(shared: &Arc<Shared>, slot: usize, socket: Socket, peer: Soc
             // them.
             let _ = conn.wait_drained();
             let _ = conn.socket.shutdown(Shutdown::Write);
-            let mut until = Instant::now() + LINGER;
-            if shared.is_shutting_down() {
-                until = until.min(shared.linger_deadline());
-            }
+            let until = if shared.is_shutting_down() {
+                // During a shutdown, once the client has acknowledged everything we sent (our FIN
+                // counts 1) nothing of ours can be lost any more: close now rather than wait for its FIN.
+                if matches!(send_queue_len(&conn.socket), Ok(0 | 1)) {
+                    return;
+                }
+                shared.linger_deadline()
+            } else {
+                Instant::now() + LINGER
+            };
             drain(&conn, until);
         }
         End::Shutdown | End::PeerGone | End::Evicted => {}
