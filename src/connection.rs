@@ -77,23 +77,28 @@ enum Batch {
 /// Most bytes the worker holds back before sending them anyway.
 const BATCH_LIMIT: usize = 64 * 1024;
 
-/// Ends a batch when dropped (the read loop left by any path).
-struct BatchGuard;
+/// Ends a batch when dropped (the read loop left by any path), and adds its traffic to the counters.
+struct BatchGuard<'a> {
+    stats: &'a Stats,
+}
 
-impl BatchGuard {
-    fn start() -> BatchGuard {
+impl<'a> BatchGuard<'a> {
+    fn start(stats: &'a Stats) -> BatchGuard<'a> {
         BATCH.with(|b| b.set(Batch::On(false)));
-        BatchGuard
+        stats.count_locally();
+        BatchGuard { stats }
     }
 
     /// Ends the batch; whether the worker held anything back that must now go out.
     fn finish(&self) -> bool {
+        self.stats.flush_local_counts();
         BATCH.with(|b| b.replace(Batch::Off)) == Batch::On(true)
     }
 }
 
-impl Drop for BatchGuard {
+impl Drop for BatchGuard<'_> {
     fn drop(&mut self) {
+        self.stats.flush_local_counts();
         BATCH.with(|b| b.set(Batch::Off));
     }
 }
@@ -247,8 +252,7 @@ impl Conn {
     pub fn send(&self, message: Message<'_>) -> Result<(), SendError> {
         let payload = message.as_bytes();
         self.send_frame(message.opcode(), payload)?;
-        Stats::bump(&self.stats.messages_out);
-        Stats::add(&self.stats.bytes_out, payload.len());
+        self.stats.count_out(payload.len());
         Ok(())
     }
 
@@ -935,7 +939,7 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
     // Bytes the last read returned.
     let mut last_read = 0usize;
     loop {
-        let batch = BatchGuard::start();
+        let batch = BatchGuard::start(&shared.stats);
         // Hand every complete event in the buffer to its consumer.
         loop {
             let (used, event) = match session.read(&mut buf[start..end]) {
@@ -951,8 +955,7 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
                     continue;
                 }
                 Event::Message(message) => {
-                    Stats::bump(&shared.stats.messages_in);
-                    Stats::add(&shared.stats.bytes_in, message.as_bytes().len());
+                    shared.stats.count_in(message.as_bytes().len());
                     shared.handler.on_message(conn, message);
                     if session.state() == SessionState::Open && conn.close_was_sent() {
                         session.close_sent();

@@ -16,7 +16,7 @@
 
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -95,6 +95,8 @@ pub(crate) struct Pool {
     jobs_tx: Mutex<Option<Sender<Job>>>,
     free_slots: Mutex<Vec<usize>>,
     handles: Mutex<Vec<JoinHandle<()>>>,
+    /// Set by [`Pool::release_workers`]: parked workers may leave.
+    released: AtomicBool,
 }
 
 impl Pool {
@@ -109,6 +111,7 @@ impl Pool {
             // Popped from the end: slot 0 first.
             free_slots: Mutex::new((0..capacity).rev().collect()),
             handles: Mutex::new(Vec::new()),
+            released: AtomicBool::new(false),
         }
     }
 
@@ -176,8 +179,12 @@ impl Pool {
     /// Lets idle workers leave (they are parked in the channel until now) and waits, until `deadline`,
     /// for every worker thread to end.
     pub(crate) fn release_workers(&self, deadline: std::time::Instant) {
+        self.released.store(true, Ordering::SeqCst);
         drop(lock(&self.jobs_tx).take());
         let handles = std::mem::take(&mut *lock(&self.handles));
+        for t in &handles {
+            t.thread().unpark();
+        }
         for t in handles {
             while !t.is_finished() && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
@@ -268,6 +275,15 @@ fn worker(shared: &Arc<Shared>, slot: usize) {
             error!("connection from {peer}: a panic ended it; the worker carries on");
         }
         pool.release();
+        if shared.is_shutting_down() {
+            // Park rather than go back to the channel, whose receive spins (yielding) before it sleeps:
+            // a thousand workers doing that at once would steal the CPU the shutdown needs. Parked
+            // workers die with the process, or leave when a library user's Server::shutdown releases them.
+            while !pool.released.load(Ordering::SeqCst) {
+                std::thread::park();
+            }
+            return;
+        }
     }
 }
 
