@@ -920,6 +920,10 @@ fn write_all(socket: &Socket, mut bytes: &[u8]) -> io::Result<()> {
 const MIN_READ_BUF: usize = 4 * 1024;
 /// The read buffer grows up to this while reads keep filling it.
 const MAX_READ_BUF: usize = 64 * 1024;
+/// Small reads in a row after which a grown read buffer goes back to the small one.
+const SHRINK_AFTER: u32 = 4;
+/// A grown read buffer goes back to the small one after the client has been quiet this long.
+const SHRINK_IDLE: Duration = Duration::from_millis(500);
 
 /// The open connection's read loop: bytes -> session -> events -> handler.
 fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
@@ -936,8 +940,10 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
     let mut start = 0;
     // Whether the last read filled all the room it was given (more is probably waiting).
     let mut filled = false;
-    // Bytes the last read returned.
-    let mut last_read = 0usize;
+    // Reads in a row that returned less than the small buffer holds: the burst is over.
+    let mut small_reads = 0u32;
+    // Whether reads wait at most SHRINK_IDLE (the buffer is grown) instead of the idle timeout.
+    let mut quiet_check = false;
     loop {
         let batch = BatchGuard::start(&shared.stats);
         // Hand every complete event in the buffer to its consumer.
@@ -1003,11 +1009,14 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
         if start == end {
             start = 0;
             end = 0;
-            // Only after a small read: a stream of partly filled reads is still a burst, and shrinking
-            // then would re-grow (and zero) the buffer over and over.
-            if !filled && last_read < MIN_READ_BUF && buf.len() > MIN_READ_BUF {
+            // Only after a few small reads in a row: a pipelining client's reads come in all sizes, and
+            // shrinking at the first small one would re-grow (and zero) the buffer over and over.
+            if small_reads >= SHRINK_AFTER && buf.len() > MIN_READ_BUF {
                 buf.truncate(MIN_READ_BUF);
                 buf.shrink_to_fit();
+                if std::mem::take(&mut quiet_check) {
+                    let _ = conn.socket.set_read_timeout(limits.idle_timeout);
+                }
             }
         } else if start > 0 {
             buf.copy_within(start..end, 0);
@@ -1018,11 +1027,20 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
             let grown = (buf.len() * 2).min(MAX_READ_BUF.max(buf.len()));
             buf.resize(grown.max(end + MIN_READ_BUF), 0);
         }
+        if start == end && buf.len() > MIN_READ_BUF && !quiet_check {
+            // A grown buffer goes back to the small one once the client has been quiet for a moment:
+            // until then a read waits at most SHRINK_IDLE. (Under load reads return at once, so this costs
+            // nothing; it only takes a setsockopt when the buffer grows.)
+            if limits.idle_timeout.map_or(true, |t| t > SHRINK_IDLE) {
+                let _ = conn.socket.set_read_timeout(Some(SHRINK_IDLE));
+                quiet_check = true;
+            }
+        }
         match conn.read(&mut buf[end..]) {
             Ok(0) => return end_of_input(shared, conn, &mut session, &mut buf),
             Ok(n) => {
                 filled = end + n == buf.len();
-                last_read = n;
+                small_reads = if n < MIN_READ_BUF { small_reads + 1 } else { 0 };
                 end += n;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -1034,6 +1052,17 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
             {
                 if shared.is_shutting_down() || conn.is_broken() || conn.close_was_sent() {
                     return end_of_input(shared, conn, &mut session, &mut buf);
+                }
+                if std::mem::take(&mut quiet_check) {
+                    // Quiet for SHRINK_IDLE with a grown buffer: back to the small one, and to the idle
+                    // timeout.
+                    if start == end {
+                        buf.truncate(MIN_READ_BUF);
+                        buf.shrink_to_fit();
+                        small_reads = 0;
+                    }
+                    let _ = conn.socket.set_read_timeout(limits.idle_timeout);
+                    continue;
                 }
                 Stats::bump(&shared.stats.idle_timeouts);
                 info!(
@@ -1102,5 +1131,30 @@ fn fail(shared: &Shared, conn: &Conn, error: ProtocolError) -> End {
     match conn.close(code, error.reason()) {
         Ok(()) => End::Closing,
         Err(_) => end_without_close(shared, conn),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::send_queue_len;
+
+    fn pair() -> (socket2::Socket, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        (socket2::Socket::from(server), client)
+    }
+
+    #[test]
+    fn send_queue_len_counts_unacknowledged_bytes_and_the_fin() {
+        let (server, _client) = pair();
+        assert_eq!(send_queue_len(&server).expect("ioctl"), 0);
+        server
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // The FIN is acknowledged by the peer's kernel: nothing left.
+        assert!(send_queue_len(&server).expect("ioctl") <= 1);
     }
 }

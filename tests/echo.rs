@@ -213,3 +213,29 @@ fn workers_start_on_demand_up_to_the_capacity() {
     drop(more);
     server.shutdown();
 }
+
+#[test]
+fn after_a_large_message_the_connection_still_echoes_and_idles_out_on_time() {
+    let mut cfg = config();
+    cfg.limits.idle_timeout = Some(Duration::from_millis(1500));
+    let server = server_with(cfg, hydrogen_ws::Echo);
+    let mut c = RawClient::open(server.local_addr());
+    // A large message grows the worker's read buffer ...
+    let big = vec![7u8; 300_000];
+    c.send_frame(true, OpCode::Binary, &big);
+    assert_eq!(c.read_frame().expect("echo").payload, big);
+    // ... which goes back to the small one after a quiet moment (the read that waits for it times out
+    // early); the connection carries on as before ...
+    std::thread::sleep(Duration::from_millis(800));
+    c.send_frame(true, OpCode::Text, b"still here");
+    assert_eq!(c.read_frame().expect("echo").payload, b"still here");
+    // ... and silence is ended by the idle timeout, not by that early wake-up.
+    let started = std::time::Instant::now();
+    assert_eq!(c.read_close().expect("close"), Some(1001));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1400),
+        "closed after {waited:?}"
+    );
+    server.shutdown();
+}
