@@ -4,7 +4,7 @@
 //! then a blocking read loop that feeds the protocol [`Session`] and hands messages to the [`Handler`].
 //! Other threads (shutdown, broadcast) write through the same [`Conn`] handle and its write lock.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -65,6 +65,24 @@ thread_local! {
     /// While the worker hands out the events of one read, its own small replies are gathered and go out
     /// together before the next read: one send for many pipelined messages instead of one each.
     static BATCH: Cell<Batch> = const { Cell::new(Batch::Off) };
+    /// The frames held back during the batch (all for the connection this worker serves), in order. Kept
+    /// between batches while the connection is busy; freed when it goes quiet ([`release_batch_buffer`]).
+    static BATCH_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Gives the batch buffer's memory back (the connection went quiet or ended).
+fn release_batch_buffer() {
+    BATCH_BUF.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.capacity() > 0 {
+            *b = Vec::new();
+        }
+    });
+}
+
+/// Takes the frames held back so far (leaving the buffer empty, its capacity kept).
+fn with_batch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    BATCH_BUF.with(|b| f(&mut b.borrow_mut()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +118,8 @@ impl Drop for BatchGuard<'_> {
     fn drop(&mut self) {
         self.stats.flush_local_counts();
         BATCH.with(|b| b.set(Batch::Off));
+        // Left without `finish` (the connection is ending): what was held back is not for anyone else.
+        with_batch(Vec::clear);
     }
 }
 
@@ -349,20 +369,29 @@ impl Conn {
     fn send_frame(&self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
         let header = FrameHeader::new(true, opcode, None, payload.len() as u64).encode();
         let own = SERVING.with(Cell::get) == self.id;
-        let mut w = self.lock_writer();
         let total = header.as_bytes().len() + payload.len();
-        if own
-            && opcode != OpCode::Close
-            && BATCH.with(Cell::get) != Batch::Off
-            && w.queued() + total <= BATCH_LIMIT
-        {
-            // Held back until the read loop ends the batch (or the batch is full).
-            if w.close_sent || w.broken {
+        if own && opcode != OpCode::Close && BATCH.with(Cell::get) != Batch::Off {
+            // Held back (in this worker's own buffer, no lock taken) until the read loop ends the batch.
+            if self.close_sent_ms.load(Ordering::Relaxed) != 0 {
                 return Err(SendError::Closed);
             }
-            w.hold(header.as_bytes(), payload, 0);
-            BATCH.with(|b| b.set(Batch::On(true)));
-            return Ok(());
+            let held = with_batch(|b| {
+                if b.len() + total > BATCH_LIMIT {
+                    return false;
+                }
+                b.extend_from_slice(header.as_bytes());
+                b.extend_from_slice(payload);
+                true
+            });
+            if held {
+                BATCH.with(|b| b.set(Batch::On(true)));
+                return Ok(());
+            }
+        }
+        let mut w = self.lock_writer();
+        if own {
+            // Whatever this worker held back goes first: frames leave in the order they were sent.
+            self.send_held(&mut w)?;
         }
         self.enqueue(&mut w, header.as_bytes(), payload)?;
         if opcode == OpCode::Close {
@@ -373,6 +402,36 @@ impl Conn {
             return Ok(());
         }
         drop(w);
+        self.wait_drained()
+    }
+
+    /// Writes (or queues) the frames this worker held back for this connection. After a close frame has
+    /// gone out (the shutdown's, from another thread) they are dropped: nothing may follow a close.
+    fn send_held(&self, w: &mut WriteState) -> Result<(), SendError> {
+        with_batch(|held| {
+            if held.is_empty() {
+                return Ok(());
+            }
+            let result = self.enqueue(w, held, &[]);
+            held.clear();
+            result
+        })
+    }
+
+    /// The end of a batch on the connection's own worker: the frames held back go out, and the worker
+    /// waits (bounded) until the client has taken them.
+    fn flush_batch(&self) -> Result<(), SendError> {
+        {
+            let mut w = self.lock_writer();
+            match self.send_held(&mut w) {
+                Ok(()) => {}
+                Err(SendError::Closed) if w.close_sent => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            if w.queued() == 0 {
+                return Ok(());
+            }
+        }
         self.wait_drained()
     }
 
@@ -720,6 +779,7 @@ pub(crate) fn serve(shared: &Arc<Shared>, slot: usize, socket: Socket, peer: Soc
             Stats::bump(&shared.stats.upgrades);
             shared.handler.on_open(&conn);
             let end = run_session(shared, &conn, leftover);
+            release_batch_buffer();
             conn.state.store(STATE_CLOSING, Ordering::SeqCst);
             shared.handler.on_close(&conn);
             end
@@ -963,7 +1023,10 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
                 Event::Message(message) => {
                     shared.stats.count_in(message.as_bytes().len());
                     shared.handler.on_message(conn, message);
-                    if session.state() == SessionState::Open && conn.close_was_sent() {
+                    // The handler closed the connection (from this thread: no lock needed to see it).
+                    if session.state() == SessionState::Open
+                        && conn.close_sent_ms.load(Ordering::Relaxed) != 0
+                    {
                         session.close_sent();
                     }
                     continue;
@@ -1001,7 +1064,7 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
             return End::Closing;
         }
         // Replies held back while handling this read go out now, before we block in the next read.
-        if batch.finish() && conn.wait_drained().is_err() {
+        if batch.finish() && conn.flush_batch().is_err() {
             return end_without_close(shared, conn);
         }
         // Make room: move the unread tail to the front; grow while reads keep filling the buffer, shrink
@@ -1014,6 +1077,7 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
             if small_reads >= SHRINK_AFTER && buf.len() > MIN_READ_BUF {
                 buf.truncate(MIN_READ_BUF);
                 buf.shrink_to_fit();
+                release_batch_buffer();
                 if std::mem::take(&mut quiet_check) {
                     let _ = conn.socket.set_read_timeout(limits.idle_timeout);
                 }
@@ -1061,6 +1125,7 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
                         buf.shrink_to_fit();
                         small_reads = 0;
                     }
+                    release_batch_buffer();
                     let _ = conn.socket.set_read_timeout(limits.idle_timeout);
                     continue;
                 }

@@ -239,3 +239,52 @@ fn after_a_large_message_the_connection_still_echoes_and_idles_out_on_time() {
     );
     server.shutdown();
 }
+
+/// Replies three times, then closes, all from one message; counts the messages it saw and the sends
+/// after its close that were (wrongly) accepted.
+#[derive(Default)]
+struct Counts {
+    messages: std::sync::atomic::AtomicUsize,
+    accepted_after_close: std::sync::atomic::AtomicUsize,
+}
+struct ThreeThenClose(std::sync::Arc<Counts>);
+impl Handler for ThreeThenClose {
+    fn on_message(&self, conn: &Conn, message: Message<'_>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.0.messages.fetch_add(1, SeqCst);
+        for i in 0..3u8 {
+            let _ = conn.send_binary(&[i, message.as_bytes().len() as u8]);
+        }
+        let _ = conn.close(hydrogen_ws_protocol::CloseCode::NORMAL, "done");
+        if conn.send_text("too late").is_ok() {
+            self.0.accepted_after_close.fetch_add(1, SeqCst);
+        }
+    }
+}
+
+#[test]
+fn replies_held_back_in_a_batch_leave_before_a_close_sent_after_them() {
+    let handler = std::sync::Arc::new(Counts::default());
+    let server = server_with(config(), ThreeThenClose(std::sync::Arc::clone(&handler)));
+    let mut c = RawClient::open(server.local_addr());
+    // Two messages in one write: both are read in one batch; the second comes after our close.
+    let mut bytes =
+        hydrogen_ws_protocol::encode_masked_frame(true, OpCode::Text, [1, 2, 3, 4], b"a");
+    bytes.extend(hydrogen_ws_protocol::encode_masked_frame(
+        true,
+        OpCode::Text,
+        [5, 6, 7, 8],
+        b"bb",
+    ));
+    c.send_raw(&bytes);
+    for i in 0..3u8 {
+        let f = c.read_frame().expect("reply");
+        assert_eq!((f.opcode, f.payload), (2, vec![i, 1]));
+    }
+    assert_eq!(c.read_close().expect("close"), Some(1000));
+    server.shutdown();
+    use std::sync::atomic::Ordering::SeqCst;
+    // The message after our close was not handed to the handler, and nothing was sent after the close.
+    assert_eq!(handler.messages.load(SeqCst), 1);
+    assert_eq!(handler.accepted_after_close.load(SeqCst), 0);
+}
