@@ -23,9 +23,17 @@
 //! no join. Its exit time is what the kernel needs to tear N threads and sockets down, the floor under
 //! any blocking thread-per-connection server; `HYDROGEN_BENCH_FLOOR=0` leaves it out.
 //!
-//! The baseline is `benches/lws/echo.c`, a minimal libwebsockets echo server with the usual teardown
-//! (`lws_context_destroy` after the service loop); it is built with `cc` when
-//! `pkg-config --exists libwebsockets` succeeds (`apt-get install libwebsockets-dev pkg-config`).
+//! The baseline is `benches/lws/echo.c`, a minimal libwebsockets echo server, in two rows: with the
+//! usual teardown (`libwebsockets`: `lws_context_destroy` after the service loop, which tells no client
+//! anything) and with the polite one (`lws polite`: 1001 to every client from its writeable callback,
+//! the service loop run until every connection has closed, then `lws_context_destroy`: the same work
+//! hydrogen-ws does). It is built with `cc` when `pkg-config --exists libwebsockets` succeeds
+//! (`apt-get install libwebsockets-dev pkg-config`); `HYDROGEN_BENCH_LWS=0` leaves both rows out.
+//!
+//! `HYDROGEN_BENCH_VARIANTS=idle` (or `busy`) measures one variant; `HYDROGEN_BENCH_COMPARE_BIN=PATH`
+//! adds a `compare` row for another hydrogen-ws binary (an A/B run of a change, alternating with ours);
+//! `HYDROGEN_BENCH_PAUSE_MS=N` pauses N ms before each signal and says so on stderr (time to attach a
+//! profiler).
 //!
 //! ```text
 //! cargo bench --bench shutdown
@@ -126,10 +134,16 @@ fn main() {
         build_lws(&manifest_dir, &target_dir)
     };
     match lws {
-        Ok(Some(bin)) => servers.push(Server {
-            kind: Kind::Lws,
-            bin,
-        }),
+        Ok(Some(bin)) => {
+            servers.push(Server {
+                kind: Kind::Lws,
+                bin: bin.clone(),
+            });
+            servers.push(Server {
+                kind: Kind::LwsPolite,
+                bin,
+            });
+        }
         Ok(None) => {
             baseline_note = Some(
                 "libwebsockets baseline skipped: `pkg-config --exists libwebsockets` failed \
@@ -225,6 +239,9 @@ enum Kind {
     /// comparison of a change.
     Compare,
     Lws,
+    /// libwebsockets telling every client first (1001 from the writeable callback, then waiting for the
+    /// closes), then `lws_context_destroy`: the same work hydrogen-ws does.
+    LwsPolite,
     /// A bare thread-per-connection process that exits on SIGTERM without a word to anyone: what the
     /// kernel alone needs to tear down N threads and sockets, the floor under any blocking design.
     Floor,
@@ -236,6 +253,7 @@ impl Kind {
             Kind::Hydrogen => "hydrogen-ws",
             Kind::Compare => "compare",
             Kind::Lws => "libwebsockets",
+            Kind::LwsPolite => "lws polite",
             Kind::Floor => "floor",
         }
     }
@@ -493,9 +511,12 @@ impl Running {
                 ]);
                 None
             }
-            Kind::Lws => {
+            Kind::Lws | Kind::LwsPolite => {
                 let port = free_port()?;
                 cmd.arg(port.to_string());
+                if server.kind == Kind::LwsPolite {
+                    cmd.arg("polite");
+                }
                 Some(port)
             }
             Kind::Floor => {
@@ -1418,36 +1439,8 @@ fn print_table(points: &[Point], runs: usize, baseline_note: Option<&str>) {
         );
     }
 
-    println!();
-    println!("ratios of medians, libwebsockets / hydrogen-ws (above 1: hydrogen-ws is faster):");
-    let mut any = false;
-    for p in points.iter().filter(|p| p.kind == Kind::Hydrogen) {
-        let Some(base) = points
-            .iter()
-            .find(|b| b.kind == Kind::Lws && b.variant == p.variant && b.conns == p.conns)
-        else {
-            continue;
-        };
-        let med = |pt: &Point, f: &dyn Fn(&RunResult) -> Option<f64>| {
-            stat(pt.results.iter().filter_map(f).collect()).map(|s| s.med)
-        };
-        let exit = |r: &RunResult| Some(ms(r.exit));
-        let last = |r: &RunResult| r.last_end.map(ms);
-        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => format!("x{}", fmt_f(a / b)),
-            _ => "-".into(),
-        };
-        any = true;
-        println!(
-            "  {:<5} {:>6} conns: exit {:>7}   last close {:>7}",
-            p.variant.name(),
-            p.conns,
-            ratio(med(base, &exit), med(p, &exit)),
-            ratio(med(base, &last), med(p, &last)),
-        );
-    }
-    if !any {
-        println!("  (no baseline)");
+    for baseline in [Kind::Lws, Kind::LwsPolite] {
+        print_ratios(points, baseline);
     }
 
     println!();
@@ -1541,4 +1534,43 @@ fn env_list(name: &str) -> Option<Vec<usize>> {
         })
         .collect();
     (!list.is_empty()).then_some(list)
+}
+
+/// One line per hydrogen-ws point: the `baseline` row's medians divided by ours.
+fn print_ratios(points: &[Point], baseline: Kind) {
+    println!();
+    println!(
+        "ratios of medians, {} / hydrogen-ws (above 1: hydrogen-ws is faster):",
+        baseline.name()
+    );
+    let mut any = false;
+    for p in points.iter().filter(|p| p.kind == Kind::Hydrogen) {
+        let Some(base) = points
+            .iter()
+            .find(|b| b.kind == baseline && b.variant == p.variant && b.conns == p.conns)
+        else {
+            continue;
+        };
+
+        let med = |pt: &Point, f: &dyn Fn(&RunResult) -> Option<f64>| {
+            stat(pt.results.iter().filter_map(f).collect()).map(|s| s.med)
+        };
+        let exit = |r: &RunResult| Some(ms(r.exit));
+        let last = |r: &RunResult| r.last_end.map(ms);
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("x{}", fmt_f(a / b)),
+            _ => "-".into(),
+        };
+        any = true;
+        println!(
+            "  {:<5} {:>6} conns: exit {:>7}   last close {:>7}",
+            p.variant.name(),
+            p.conns,
+            ratio(med(base, &exit), med(p, &exit)),
+            ratio(med(base, &last), med(p, &last)),
+        );
+    }
+    if !any {
+        println!("  (no baseline)");
+    }
 }

@@ -1,12 +1,17 @@
 /*
  * A minimal libwebsockets echo server: the baseline of benches/shutdown.rs.
  *
- *   echo PORT
+ *   echo PORT [polite]
  *
  * Listens on 127.0.0.1:PORT, accepts WebSocket connections with no subprotocol (the first protocol
  * in the list is the default) and sends every message back. Prints "listening" on stderr when
  * ready. On SIGTERM or SIGINT it leaves the service loop and tears down with lws_context_destroy,
  * the usual libwebsockets shutdown, then exits.
+ *
+ * With "polite", it first tells every client: each connection is asked for a writeable callback,
+ * which sets the close reason (1001 Going Away) and closes, so libwebsockets sends the close frame and
+ * waits for the client's answer; the service loop runs until every connection has closed (at most
+ * 2 s), then the context is destroyed. This is the libwebsockets way to do what hydrogen-ws does.
  *
  * Built by the bench with: cc -O2 -o echo echo.c $(pkg-config --cflags --libs libwebsockets)
  */
@@ -15,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* One received chunk waiting to be written back, with the write flags that reproduce its framing. */
 struct chunk {
@@ -35,6 +41,8 @@ struct session {
 
 static volatile sig_atomic_t interrupted;
 static struct lws_context *context;
+/* Established connections not yet closed. */
+static int live;
 
 static void free_queue(struct session *s)
 {
@@ -57,6 +65,7 @@ static int callback_echo(struct lws *wsi, enum lws_callback_reasons reason, void
 	switch (reason) {
 	case LWS_CALLBACK_ESTABLISHED:
 		memset(s, 0, sizeof(*s));
+		live++;
 		break;
 
 	case LWS_CALLBACK_RECEIVE:
@@ -87,6 +96,12 @@ static int callback_echo(struct lws *wsi, enum lws_callback_reasons reason, void
 		break;
 
 	case LWS_CALLBACK_SERVER_WRITEABLE:
+		if (interrupted) {
+			static const char why[] = "server shutting down";
+			lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)why,
+					 sizeof(why) - 1);
+			return -1;
+		}
 		c = s->head;
 		if (!c)
 			break;
@@ -108,6 +123,7 @@ static int callback_echo(struct lws *wsi, enum lws_callback_reasons reason, void
 
 	case LWS_CALLBACK_CLOSED:
 		free_queue(s);
+		live--;
 		break;
 
 	default:
@@ -135,8 +151,10 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 	int port;
 
-	if (argc != 2 || (port = atoi(argv[1])) <= 0 || port > 65535) {
-		fprintf(stderr, "usage: %s PORT\n", argv[0]);
+	int polite = argc == 3 && strcmp(argv[2], "polite") == 0;
+
+	if ((argc != 2 && !polite) || (port = atoi(argv[1])) <= 0 || port > 65535) {
+		fprintf(stderr, "usage: %s PORT [polite]\n", argv[0]);
 		return 2;
 	}
 	lws_set_log_level(LLL_ERR, NULL);
@@ -166,6 +184,19 @@ int main(int argc, char **argv)
 		if (lws_service(context, 0) < 0)
 			break;
 
+	if (polite) {
+		struct timespec start, now;
+
+		clock_gettime(CLOCK_MONOTONIC, &start);
+		lws_callback_on_writable_all_protocol(context, &protocols[0]);
+		while (live > 0) {
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec - start.tv_sec >= 2)
+				break;
+			if (lws_service(context, 0) < 0)
+				break;
+		}
+	}
 	lws_context_destroy(context);
 	return 0;
 }
