@@ -61,7 +61,7 @@ fn main() -> ExitCode {
     eprintln!("listening on ws://{}", server.local_addr());
     hydrogen_ws::log_at!(
         Level::Info,
-        "mode {}, {threads} workers, shutdown deadline {}",
+        "mode {}, up to {threads} connections (a worker thread each, started on demand), shutdown deadline {}",
         mode.as_str(),
         hydrogen_ws::config::format_duration(shutdown_timeout)
     );
