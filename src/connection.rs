@@ -616,6 +616,8 @@ impl Conn {
         {
             Ok(n) if n == frame.len() => {
                 w.close_sent = true;
+                // Seen by the worker without the lock: it stops handing the client's data to the handler.
+                self.close_sent_ms.store(self.now_ms(), Ordering::Relaxed);
                 let _ = self.socket.shutdown(Shutdown::Write);
                 self.stats.close_sent(CloseCode::GOING_AWAY);
                 ShutdownClose::Written
@@ -1005,6 +1007,12 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
     // Whether reads wait at most SHRINK_IDLE (the buffer is grown) instead of the idle timeout.
     let mut quiet_check = false;
     loop {
+        if session.state() == SessionState::Open && conn.close_sent_ms.load(Ordering::Relaxed) != 0
+        {
+            // Our close frame went out (the shutdown's, from another thread): data that follows it is
+            // discarded by the session, not handed to the handler.
+            session.close_sent();
+        }
         let batch = BatchGuard::start(&shared.stats);
         // Hand every complete event in the buffer to its consumer.
         loop {
