@@ -1007,11 +1007,21 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
     // Whether reads wait at most SHRINK_IDLE (the buffer is grown) instead of the idle timeout.
     let mut quiet_check = false;
     loop {
-        if session.state() == SessionState::Open && conn.close_sent_ms.load(Ordering::Relaxed) != 0
-        {
-            // Our close frame went out (the shutdown's, from another thread): data that follows it is
-            // discarded by the session, not handed to the handler.
-            session.close_sent();
+        if session.state() == SessionState::Open && shared.is_shutting_down() {
+            if conn.close_sent_ms.load(Ordering::Relaxed) == 0 {
+                // Awake anyway (the client sent something) before the sequence got to this connection:
+                // write the 1001 now, in parallel with the sequence, rather than answer the client first.
+                let state = &shared.shutdown_state;
+                if conn.write_going_away(state.going_away_frame(), false) == ShutdownClose::Written
+                {
+                    state.frames_by_workers.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if conn.close_sent_ms.load(Ordering::Relaxed) != 0 {
+                // Our close frame went out: data that follows it is discarded by the session, not
+                // handed to the handler.
+                session.close_sent();
+            }
         }
         let batch = BatchGuard::start(&shared.stats);
         // Hand every complete event in the buffer to its consumer.

@@ -97,6 +97,10 @@ pub(crate) struct ShutdownState {
     started: AtomicBool,
     /// Clients that answered our close, counted by their workers.
     pub(crate) answered: AtomicUsize,
+    /// Close frames written by a worker that was awake anyway (its client was sending) before the
+    /// sequence reached its connection.
+    pub(crate) frames_by_workers: AtomicUsize,
+    frame: OnceLock<Vec<u8>>,
     linger_until: OnceLock<Instant>,
     report: Mutex<Option<ShutdownReport>>,
     done: Condvar,
@@ -105,6 +109,11 @@ pub(crate) struct ShutdownState {
 impl ShutdownState {
     pub(crate) fn started(&self) -> bool {
         self.started.load(Ordering::SeqCst)
+    }
+
+    /// The whole 1001 frame every client gets.
+    pub(crate) fn going_away_frame(&self) -> &[u8] {
+        self.frame.get_or_init(going_away_frame)
     }
 
     /// Until when a worker may wait for its close frame to leave.
@@ -151,13 +160,13 @@ pub(crate) fn run(shared: &Shared) -> ShutdownReport {
 
     // 2. A close frame to everyone first (clients learn why as early as possible, and no worker wakes to
     //    compete for the CPU yet), then shutdown(Both) on every socket, which wakes every worker.
-    let frame = going_away_frame();
+    let frame = state.going_away_frame();
     let mut report = ShutdownReport::default();
     let conns = shared.registry.snapshot();
     report.connections = conns.len();
     let mut busy = Vec::new();
     for conn in &conns {
-        match conn.write_going_away(&frame, false) {
+        match conn.write_going_away(frame, false) {
             ShutdownClose::Busy => busy.push(conn),
             outcome => tally(&mut report, outcome, conn.id()),
         }
@@ -165,7 +174,7 @@ pub(crate) fn run(shared: &Shared) -> ShutdownReport {
     let grace = (Instant::now() + BUSY_GRACE).min(deadline);
     while !busy.is_empty() {
         let force = Instant::now() >= grace;
-        busy.retain(|conn| match conn.write_going_away(&frame, force) {
+        busy.retain(|conn| match conn.write_going_away(frame, force) {
             ShutdownClose::Busy => true,
             outcome => {
                 tally(&mut report, outcome, conn.id());
@@ -174,6 +183,13 @@ pub(crate) fn run(shared: &Shared) -> ShutdownReport {
         });
         std::thread::yield_now();
     }
+    // Frames that busy workers wrote themselves were found "already closing" above.
+    let by_workers = state
+        .frames_by_workers
+        .load(Ordering::SeqCst)
+        .min(report.already_closing);
+    report.close_frames += by_workers;
+    report.already_closing -= by_workers;
     let t_frames = Instant::now();
     // Our handles must not keep a socket open once its worker is done with it.
     drop(conns);

@@ -35,6 +35,52 @@ fn every_open_client_receives_1001() {
 }
 
 #[test]
+fn clients_sending_during_shutdown_each_get_1001_and_the_report_counts_every_frame() {
+    let mut cfg = config();
+    cfg.threads = 24;
+    let server = server_with(cfg, hydrogen_ws::Echo);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    let mut writers = Vec::new();
+    for i in 0..16u8 {
+        let c = RawClient::open(server.local_addr());
+        let mut out = c.stream.try_clone().expect("clone");
+        let stop = std::sync::Arc::clone(&stop);
+        // Keeps the worker busy: a message every few hundred microseconds until told to stop (writes
+        // after the server closed fail, which is fine).
+        writers.push(std::thread::spawn(move || {
+            let frame = hydrogen_ws_protocol::encode_masked_frame(
+                true,
+                OpCode::Text,
+                [i, 1, 2, 3],
+                b"busy client",
+            );
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if out.write_all(&frame).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(300));
+            }
+        }));
+        clients.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let report = server.handle().shutdown();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Whether the sequence or a busy worker wrote it, every client's 1001 is counted once.
+    assert_eq!(report.connections, 16, "{report}");
+    assert_eq!(report.close_frames, 16, "{report}");
+    assert_eq!((report.already_closing, report.forced), (0, 0), "{report}");
+    for c in &mut clients {
+        assert_eq!(c.read_close().expect("close frame"), Some(1001));
+    }
+    for w in writers {
+        w.join().expect("writer");
+    }
+    server.shutdown();
+}
+
+#[test]
 fn a_client_that_never_reads_cannot_hold_shutdown_past_its_deadline() {
     let mut cfg = config();
     cfg.shutdown_timeout = Duration::from_millis(500);
