@@ -80,7 +80,7 @@ fn release_batch_buffer() {
     });
 }
 
-/// Takes the frames held back so far (leaving the buffer empty, its capacity kept).
+/// Runs `f` on the frames this worker has held back so far.
 fn with_batch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     BATCH_BUF.with(|b| f(&mut b.borrow_mut()))
 }

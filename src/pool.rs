@@ -7,7 +7,7 @@
 //! Workers are started on demand, up to the capacity, and a few are kept ready from the start
 //! ([`SPARES`]); a worker that has had nothing to do for [`RETIRE_AFTER`] leaves (down to the spares).
 //! Every live thread costs the kernel several microseconds to tear down when the process exits, so a
-//! server that keeps only the threads it needs stops faster: 256 idle threads alone add 2-4 ms to the exit
+//! server that keeps only the threads it needs stops faster: 256 idle threads alone added 4-5 ms to the exit
 //! on the machines the benchmarks ran on.
 //!
 //! At shutdown, idle workers are not woken: they stay parked in the channel and die with the process,

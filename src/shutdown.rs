@@ -4,10 +4,13 @@
 //! signal or ServerHandle::shutdown()
 //!   1. stop accepting      shut the listening socket down: the acceptor's accept() returns at once
 //!   2. close frames        for every connection: take its write lock only if free and write 1001 with
-//!                          a non-blocking send; then shutdown(Both) on every socket: every worker
-//!                          blocked in read() wakes
-//!   3. join                workers wait (bounded) until the close frame has left the send queue, read
-//!                          what the client already sent, close the descriptor and leave the registry
+//!                          a non-blocking send, its FIN in the same segment (a worker awake anyway
+//!                          writes its own client's frame the same way, in parallel)
+//!   3. answers             clients answer with their close frame; their workers see it, close once
+//!                          everything is acknowledged, and park (a short, bounded wait)
+//!   4. wake                shutdown(Both) on every socket still open: every worker still blocked in
+//!                          read() wakes, waits (bounded) for its frame to be acknowledged, and closes
+//!   5. join                until the registry is empty or the deadline
 //!   -> ShutdownReport      counts and per-phase times; a hard deadline bounds the whole sequence
 //! ```
 //!
