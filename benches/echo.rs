@@ -26,14 +26,16 @@
 //!   one point for N seconds (for a profiler attached to the server; its PID is printed).
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+mod common;
 
 const ROLE_ENV: &str = "HYDROGEN_BENCH_ROLE";
 const MASK: [u8; 4] = [0x5a, 0x13, 0xc7, 0x81];
@@ -238,20 +240,7 @@ impl Server {
             .spawn()
             .unwrap_or_else(|e| panic!("start {name} server: {e}"));
         let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening on ws://") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.trim().to_string());
-                    }
-                } else {
-                    eprintln!("[{name} server] {line}");
-                }
-            }
-        });
+        let rx = common::watch_stderr(stderr, move |line, _| eprintln!("[{name} server] {line}"));
         let addr = rx
             .recv_timeout(Duration::from_secs(20))
             .unwrap_or_else(|_| panic!("{name} server did not report its address"));

@@ -59,7 +59,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
@@ -70,6 +70,8 @@ use std::time::{Duration, Instant};
 
 use hydrogen_ws_protocol::{encode_masked_frame, OpCode};
 use socket2::{Domain, Socket, Type};
+
+mod common;
 
 const MAX_CONNS: usize = 10_000;
 const MAX_SECS: u64 = 3_600;
@@ -339,23 +341,13 @@ impl ServerProc {
         let pid = child.id();
         let stderr = child.stderr.take().ok_or("no stderr")?;
         let log = Arc::new(LogTally::default());
-        let (tx, rx) = std::sync::mpsc::channel();
         let tally = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening on ws://") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.trim().to_string());
-                    }
-                    continue;
-                }
-                if tx.is_some() {
-                    eprintln!("server: {line}");
-                }
-                tally.add(&line);
+        let rx = common::watch_stderr(stderr, move |line, ready| {
+            // Before the readiness line, anything the server says is worth seeing at once.
+            if !ready {
+                eprintln!("server: {line}");
             }
+            tally.add(line);
         });
         let mut server = ServerProc {
             child,
@@ -1284,6 +1276,12 @@ impl<'a> Client<'a> {
 
     fn on_event(&mut self, i: usize, events: u32) {
         let flow = self.handle_event(i, events);
+        self.finish_flow(i, flow);
+    }
+
+    /// After an event or a timer: a connection that carries on gets its pending output written, one that
+    /// is over is ended (with a reset if `End(true)`).
+    fn finish_flow(&mut self, i: usize, flow: Flow) {
         let flow = match flow {
             Flow::Keep => match self.flush(i) {
                 Ok(()) => Flow::Keep,
@@ -1397,16 +1395,7 @@ impl<'a> Client<'a> {
                 }
             }
         };
-        let flow = match flow {
-            Flow::Keep => match self.flush(i) {
-                Ok(()) => Flow::Keep,
-                Err(e) => self.on_io_error(i, &e),
-            },
-            end => end,
-        };
-        if let Flow::End(reset) = flow {
-            self.end(i, reset);
-        }
+        self.finish_flow(i, flow);
     }
 
     fn publish(&mut self) {
