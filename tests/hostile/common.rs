@@ -191,3 +191,56 @@ pub fn read_close(c: &mut RawClient, what: &str) -> (u16, String) {
         }
     }
 }
+
+/// One client that keeps writing `unit` and never reads, next to a bystander, on an echo server with a
+/// 500 ms send timeout: the bystander keeps getting its echoes (`note`) within 2 s each, the non-reader
+/// is evicted within 5 s (counted once, its connection gone) and the bystander is still served after.
+/// Returns the bytes the non-reader got out before it was cut off.
+pub fn non_reader_is_evicted(unit: Vec<u8>, note: &[u8]) -> usize {
+    let mut cfg = crate::support::config();
+    cfg.limits.send_timeout = Duration::from_millis(500);
+    let server = crate::support::server_with(cfg, hydrogen_ws::Echo);
+    let addr = server.local_addr();
+    let mut bystander = RawClient::open(addr);
+    let flood = flood_until_cut_off(open_small_rcvbuf(addr), unit);
+    let mut worst = Duration::ZERO;
+    while !flood.is_finished() {
+        worst = worst.max(echo(&mut bystander, note));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (sent, took) = flood.join().expect("flooder");
+    assert!(worst < Duration::from_secs(2), "bystander waited {worst:?}");
+    assert!(took < Duration::from_secs(5), "evicted after {took:?}");
+    assert!(wait_until(Duration::from_secs(2), || server
+        .handle()
+        .stats()
+        .evicted
+        == 1));
+    assert!(wait_until(Duration::from_secs(2), || server
+        .handle()
+        .connections()
+        == 1));
+    still_served(&mut bystander);
+    server.shutdown();
+    sent
+}
+
+/// Writes `unit` over and over until the server cuts the connection; returns the bytes written and how
+/// long it took. Bounded: a write that blocks for 10 s, or 10 s in all, ends it.
+pub fn flood_until_cut_off(
+    mut stream: TcpStream,
+    unit: Vec<u8>,
+) -> std::thread::JoinHandle<(usize, Duration)> {
+    std::thread::spawn(move || {
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+        let started = Instant::now();
+        let mut sent = 0;
+        while started.elapsed() < Duration::from_secs(10) {
+            match stream.write_all(&unit) {
+                Ok(()) => sent += unit.len(),
+                Err(_) => break,
+            }
+        }
+        (sent, started.elapsed())
+    })
+}

@@ -10,7 +10,6 @@ use hydrogen_ws::{Echo, Heartbeat, Server};
 use hydrogen_ws_protocol::OpCode;
 
 use crate::common::*;
-use crate::frames::flood_until_cut_off;
 use crate::support::{config, server_with, upgrade_request, RawClient};
 
 const FULL: &str = "the server is at its connection capacity; try again later";
@@ -267,33 +266,11 @@ fn vanished_clients_are_freed_by_the_idle_timeout_or_the_heartbeat() {
 #[test]
 fn a_client_that_stops_reading_is_evicted_at_the_send_timeout() {
     let _g = shared();
-    let mut cfg = config();
-    cfg.limits.send_timeout = Duration::from_millis(500);
-    let server = server_with(cfg, Echo);
-    let addr = server.local_addr();
-    let mut bystander = RawClient::open(addr);
-    let stream = open_small_rcvbuf(addr);
-    let flood = flood_until_cut_off(stream, frame(true, OpCode::Binary, &[0xab; 64 * 1024]));
-    let mut worst = Duration::ZERO;
-    while !flood.is_finished() {
-        worst = worst.max(echo(&mut bystander, b"next door to a non-reader"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let (sent, took) = flood.join().expect("flooder");
-    assert!(worst < Duration::from_secs(2), "bystander waited {worst:?}");
-    assert!(took < Duration::from_secs(5), "evicted after {took:?}");
+    let sent = non_reader_is_evicted(
+        frame(true, OpCode::Binary, &[0xab; 64 * 1024]),
+        b"next door to a non-reader",
+    );
     assert!(sent >= 64 * 1024);
-    assert!(wait_until(Duration::from_secs(2), || server
-        .handle()
-        .stats()
-        .evicted
-        == 1));
-    assert!(wait_until(Duration::from_secs(2), || server
-        .handle()
-        .connections()
-        == 1));
-    still_served(&mut bystander);
-    server.shutdown();
 }
 
 /// Every kind of hostile client in flight when the shutdown starts: it still completes within its
