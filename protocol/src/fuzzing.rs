@@ -24,7 +24,7 @@ mod text;
 
 pub use frames::{frame_decoder, roundtrip, RoundtripInput};
 pub use http::handshake;
-pub use scenario::{session, CloseBody, Op, SessionInput};
+pub use scenario::{session, CloseBody, Op, Owned, SessionInput};
 pub use text::utf8;
 
 /// Replay one input of `target` (a fuzz target's name). Returns false for an unknown target, or

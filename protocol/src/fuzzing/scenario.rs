@@ -499,18 +499,25 @@ impl WireBuilder {
     }
 }
 
-/// An event with owned data, with the stream offset at which it was complete.
+/// An event with owned data, so that events from different runs (or feeding patterns) can be kept and
+/// compared. Also used by the crate's integration tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Owned {
+pub enum Owned {
+    /// A text message.
     Text(String),
+    /// A binary message.
     Binary(Vec<u8>),
+    /// A ping's payload.
     Ping(Vec<u8>),
+    /// A pong's payload.
     Pong(Vec<u8>),
+    /// A close frame: code and reason, if it had a body.
     Close(Option<(u16, String)>),
 }
 
 impl Owned {
-    fn from_event(ev: &Event<'_>) -> Option<Owned> {
+    /// The event's data, owned; `None` for [`Event::None`].
+    pub fn from_event(ev: &Event<'_>) -> Option<Owned> {
         Some(match ev {
             Event::None => return None,
             Event::Message(crate::Message::Text(t)) => Owned::Text((*t).to_owned()),

@@ -3,28 +3,9 @@
 
 use hydrogen_ws_protocol::{Event, Message, ProtocolError, Session};
 
-/// An event with owned data, so results from different feeding patterns can be compared.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Owned {
-    Text(String),
-    Binary(Vec<u8>),
-    Ping(Vec<u8>),
-    Pong(Vec<u8>),
-    Close(Option<(u16, String)>),
-}
-
-impl Owned {
-    pub fn from_event(ev: &Event<'_>) -> Option<Owned> {
-        Some(match ev {
-            Event::None => return None,
-            Event::Message(Message::Text(t)) => Owned::Text((*t).to_owned()),
-            Event::Message(Message::Binary(b)) => Owned::Binary(b.to_vec()),
-            Event::Ping(p) => Owned::Ping(p.to_vec()),
-            Event::Pong(p) => Owned::Pong(p.to_vec()),
-            Event::Close(c) => Owned::Close(c.map(|c| (c.code.0, c.reason.to_owned()))),
-        })
-    }
-}
+/// An event with owned data, so results from different feeding patterns can be compared (the fuzzing
+/// module's, which its session model compares the same way).
+pub use hydrogen_ws_protocol::fuzzing::Owned;
 
 /// `input` cut at `cuts` (offsets into it; out of range or repeated ones ignored), in order, each piece
 /// with the offset where it ends.
