@@ -338,14 +338,7 @@ fn errors_are_reported_from_the_first_two_bytes() {
 fn header_strategy(role: Role) -> impl Strategy<Value = (FrameHeader, Vec<u8>)> {
     (
         any::<bool>(),
-        prop::sample::select(vec![
-            OpCode::Continuation,
-            OpCode::Text,
-            OpCode::Binary,
-            OpCode::Close,
-            OpCode::Ping,
-            OpCode::Pong,
-        ]),
+        prop::sample::select(OpCode::ALL.to_vec()),
         any::<[u8; 4]>(),
         prop::collection::vec(any::<u8>(), 0..4096),
     )

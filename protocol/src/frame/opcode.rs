@@ -19,6 +19,16 @@ pub enum OpCode {
 }
 
 impl OpCode {
+    /// Every opcode RFC 6455 defines, in value order.
+    pub const ALL: [OpCode; 6] = [
+        OpCode::Continuation,
+        OpCode::Text,
+        OpCode::Binary,
+        OpCode::Close,
+        OpCode::Ping,
+        OpCode::Pong,
+    ];
+
     /// The opcode for a 4-bit value, or `None` if it is reserved (or out of range).
     pub fn from_u8(v: u8) -> Option<OpCode> {
         match v {
@@ -74,5 +84,11 @@ mod tests {
                 None => assert!(matches!(v, 3..=7 | 0xB..=0xFF)),
             }
         }
+    }
+
+    #[test]
+    fn all_is_every_defined_opcode_in_value_order() {
+        let defined: Vec<OpCode> = (0..=255u8).filter_map(OpCode::from_u8).collect();
+        assert_eq!(defined, OpCode::ALL);
     }
 }

@@ -110,14 +110,7 @@ fn put_frame(header: &FrameHeader, payload: &[u8]) -> Vec<u8> {
 }
 
 /// The opcodes a frame can be encoded with.
-const OPCODES: [OpCode; 6] = [
-    OpCode::Continuation,
-    OpCode::Text,
-    OpCode::Binary,
-    OpCode::Close,
-    OpCode::Ping,
-    OpCode::Pong,
-];
+const OPCODES: [OpCode; 6] = OpCode::ALL;
 
 /// One frame to encode and decode again.
 #[derive(Debug, Clone, PartialEq, Eq)]
