@@ -125,8 +125,6 @@ impl Drop for BatchGuard<'_> {
 
 #[derive(Default)]
 struct WriteState {
-    /// A close frame has gone out (or is queued): nothing else may follow it.
-    close_sent: bool,
     /// A write failed part-way through a frame, or the client was evicted: the stream is finished.
     broken: bool,
     /// Frame bytes accepted but not yet taken by the kernel, in order; `pending[done..]` is still due.
@@ -350,8 +348,15 @@ impl Conn {
         lock(&self.writer)
     }
 
+    /// Whether our close frame has gone out (or is queued): nothing else may follow it. Set under the
+    /// write lock ([`Conn::mark_close_sent`]), readable without it.
     pub(crate) fn close_was_sent(&self) -> bool {
-        self.lock_writer().close_sent
+        self.close_sent_ms.load(Ordering::Relaxed) != 0
+    }
+
+    /// Records that our close frame went out; called with the write lock held.
+    fn mark_close_sent(&self) {
+        self.close_sent_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
     fn is_broken(&self) -> bool {
@@ -372,7 +377,7 @@ impl Conn {
         let total = header.as_bytes().len() + payload.len();
         if own && opcode != OpCode::Close && BATCH.with(Cell::get) != Batch::Off {
             // Held back (in this worker's own buffer, no lock taken) until the read loop ends the batch.
-            if self.close_sent_ms.load(Ordering::Relaxed) != 0 {
+            if self.close_was_sent() {
                 return Err(SendError::Closed);
             }
             let held = with_batch(|b| {
@@ -395,8 +400,7 @@ impl Conn {
         }
         self.enqueue(&mut w, header.as_bytes(), payload)?;
         if opcode == OpCode::Close {
-            w.close_sent = true;
-            self.close_sent_ms.store(self.now_ms(), Ordering::Relaxed);
+            self.mark_close_sent();
         }
         if !own || w.queued() == 0 {
             return Ok(());
@@ -425,7 +429,7 @@ impl Conn {
             let mut w = self.lock_writer();
             match self.send_held(&mut w) {
                 Ok(()) => {}
-                Err(SendError::Closed) if w.close_sent => return Ok(()),
+                Err(SendError::Closed) if self.close_was_sent() => return Ok(()),
                 Err(e) => return Err(e),
             }
             if w.queued() == 0 {
@@ -436,7 +440,7 @@ impl Conn {
     }
 
     fn enqueue(&self, w: &mut WriteState, header: &[u8], payload: &[u8]) -> Result<(), SendError> {
-        if w.close_sent || w.broken {
+        if self.close_was_sent() || w.broken {
             return Err(SendError::Closed);
         }
         let total = header.len() + payload.len();
@@ -560,7 +564,7 @@ impl Conn {
                 self.id,
                 self.peer
             );
-            if w.queued() == 0 && !w.close_sent {
+            if w.queued() == 0 && !self.close_was_sent() {
                 let payload = close_payload(CloseCode::POLICY_VIOLATION, "client is not reading");
                 let header =
                     FrameHeader::new(true, OpCode::Close, None, payload.as_bytes().len() as u64)
@@ -600,7 +604,7 @@ impl Conn {
     }
 
     fn write_close_now(&self, w: &mut WriteState, frame: &[u8]) -> ShutdownClose {
-        if w.close_sent {
+        if self.close_was_sent() {
             return ShutdownClose::AlreadyClosing;
         }
         if w.broken || self.flush(w).is_err() || w.queued() > 0 {
@@ -615,9 +619,8 @@ impl Conn {
             .send_with_flags(frame, SEND_NOW | libc::MSG_MORE)
         {
             Ok(n) if n == frame.len() => {
-                w.close_sent = true;
                 // Seen by the worker without the lock: it stops handing the client's data to the handler.
-                self.close_sent_ms.store(self.now_ms(), Ordering::Relaxed);
+                self.mark_close_sent();
                 let _ = self.socket.shutdown(Shutdown::Write);
                 self.stats.close_sent(CloseCode::GOING_AWAY);
                 ShutdownClose::Written
@@ -1008,7 +1011,7 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
     let mut quiet_check = false;
     loop {
         if session.state() == SessionState::Open && shared.is_shutting_down() {
-            if conn.close_sent_ms.load(Ordering::Relaxed) == 0 {
+            if !conn.close_was_sent() {
                 // Awake anyway (the client sent something) before the sequence got to this connection:
                 // write the 1001 now, in parallel with the sequence, rather than answer the client first.
                 let state = &shared.shutdown_state;
@@ -1017,7 +1020,7 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
                     state.frames_by_workers.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            if conn.close_sent_ms.load(Ordering::Relaxed) != 0 {
+            if conn.close_was_sent() {
                 // Our close frame went out: data that follows it is discarded by the session, not
                 // handed to the handler.
                 session.close_sent();
@@ -1041,10 +1044,8 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
                 Event::Message(message) => {
                     shared.stats.count_in(message.as_bytes().len());
                     shared.handler.on_message(conn, message);
-                    // The handler closed the connection (from this thread: no lock needed to see it).
-                    if session.state() == SessionState::Open
-                        && conn.close_sent_ms.load(Ordering::Relaxed) != 0
-                    {
+                    // The handler closed the connection.
+                    if session.state() == SessionState::Open && conn.close_was_sent() {
                         session.close_sent();
                     }
                     continue;
