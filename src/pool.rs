@@ -17,14 +17,14 @@
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use socket2::Socket;
 
-use crate::connection;
+use crate::connection::{self, lock};
 use crate::log::error;
 use crate::server::Shared;
 use crate::status::Stats;
@@ -178,21 +178,14 @@ impl Pool {
 
     /// Lets idle workers leave (they are parked in the channel until now) and waits, until `deadline`,
     /// for every worker thread to end.
-    pub(crate) fn release_workers(&self, deadline: std::time::Instant) {
+    pub(crate) fn release_workers(&self, deadline: Instant) {
         self.released.store(true, Ordering::SeqCst);
         drop(lock(&self.jobs_tx).take());
         let handles = std::mem::take(&mut *lock(&self.handles));
         for t in &handles {
             t.thread().unpark();
         }
-        for t in handles {
-            while !t.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            if t.is_finished() {
-                let _ = t.join();
-            }
-        }
+        join_until(handles, deadline);
     }
 
     /// Applies `f` to the counts atomically; returns the counts before, or `None` when `f` declined.
@@ -247,8 +240,17 @@ impl Pool {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+/// Joins each of `threads` that has finished by `deadline` (checking every millisecond); the others are
+/// left running, detached.
+pub(crate) fn join_until(threads: Vec<JoinHandle<()>>, deadline: Instant) {
+    for t in threads {
+        while !t.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// One worker: registers its connections in registry slot `slot`, which is its own while it lives.

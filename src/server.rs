@@ -13,7 +13,7 @@ use socket2::Socket;
 use crate::config::{Config, ConfigError};
 use crate::handler::Handler;
 use crate::listener;
-use crate::pool::Pool;
+use crate::pool::{self, Pool};
 use crate::registry::Registry;
 use crate::shutdown::{self, ShutdownReport, ShutdownState};
 use crate::status::{Stats, StatsSnapshot};
@@ -171,14 +171,7 @@ impl Server {
         let report = shutdown::run(&self.shared);
         let deadline = Instant::now() + self.shared.config.shutdown_timeout;
         self.shared.pool.release_workers(deadline);
-        for t in std::mem::take(&mut self.threads) {
-            while !t.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-            if t.is_finished() {
-                let _ = t.join();
-            }
-        }
+        pool::join_until(std::mem::take(&mut self.threads), deadline);
         report
     }
 }
