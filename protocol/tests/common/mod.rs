@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use hydrogen_ws_protocol::{Event, Message, ProtocolError, Session};
+use hydrogen_ws_protocol::{ProtocolError, Session};
 
 /// An event with owned data, so results from different feeding patterns can be compared (the fuzzing
 /// module's, which its session model compares the same way).
