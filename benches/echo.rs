@@ -554,6 +554,8 @@ struct ClientConn {
     pending: usize,
     phase: usize,
     sent_at: Instant,
+    /// Listed in this round's refill list (sent to once every ready reply is read).
+    refill: bool,
 }
 
 impl ClientConn {
@@ -634,6 +636,7 @@ fn client_thread(
             pending: 0,
             phase: 0,
             sent_at: Instant::now(),
+            refill: false,
         })
         .collect();
     for (i, c) in conns.iter().enumerate() {
@@ -657,6 +660,7 @@ fn client_thread(
     let mut buf = vec![0u8; 256 * 1024];
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut stopping_since: Option<Instant> = None;
+    let mut refill: Vec<usize> = Vec::with_capacity(conns.len());
     while ok {
         let stopping = ctl.stop.load(Ordering::Relaxed);
         if stopping {
@@ -695,13 +699,9 @@ fn client_thread(
                             if !pipelined && measuring {
                                 rtts.push(c.sent_at.elapsed().as_nanos() as u64);
                             }
-                            if !stopping && c.inflight < win {
-                                let more = win - c.inflight;
-                                c.queue(more, frame_len);
-                                c.sent_at = Instant::now();
-                                if c.flush(&batch, frame_len).is_err() {
-                                    ok = false;
-                                }
+                            if !stopping && c.inflight < win && !c.refill {
+                                c.refill = true;
+                                refill.push(ev.u64 as usize);
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -715,6 +715,18 @@ fn client_thread(
                 ok &= !c.rx.bad;
             }
             if ev.events & libc::EPOLLOUT as u32 != 0 && c.flush(&batch, frame_len).is_err() {
+                ok = false;
+            }
+        }
+        // Sends come after every ready reply has been read (and timed): a send on loopback runs
+        // the server's receive path and wake-up in this thread, so sending between reads would
+        // charge the next connection's round trip with this one's send.
+        for i in refill.drain(..) {
+            let c = &mut conns[i];
+            c.refill = false;
+            c.queue(win - c.inflight, frame_len);
+            c.sent_at = Instant::now();
+            if c.flush(&batch, frame_len).is_err() {
                 ok = false;
             }
         }
