@@ -7,7 +7,7 @@
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice, Read};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
@@ -586,15 +586,35 @@ impl Conn {
 
     /// The shutdown sequence's first step for this connection, which never blocks: takes the write lock
     /// only if it is free and writes the close frame with a non-blocking send.
-    pub(crate) fn write_going_away(&self, frame: &[u8], force: bool) -> ShutdownClose {
+    ///
+    /// A worker writing its own client's frame passes `count_written`: it is bumped under the write
+    /// lock, before the close is marked sent, so the sequence, which finds that connection "already
+    /// closing", always sees the count too.
+    pub(crate) fn write_going_away(
+        &self,
+        frame: &[u8],
+        force: bool,
+        count_written: Option<&AtomicUsize>,
+    ) -> ShutdownClose {
         match self.state.load(Ordering::SeqCst) {
             STATE_HANDSHAKE => ShutdownClose::Handshake,
-            _ => match self.writer.try_lock() {
-                Ok(mut w) => self.write_close_now(&mut w, frame),
-                Err(TryLockError::Poisoned(p)) => self.write_close_now(&mut p.into_inner(), frame),
-                Err(TryLockError::WouldBlock) if !force => ShutdownClose::Busy,
-                Err(TryLockError::WouldBlock) => ShutdownClose::Forced,
-            },
+            _ => {
+                let outcome = match self.writer.try_lock() {
+                    Ok(mut w) => self.write_close_now(&mut w, frame, count_written),
+                    Err(TryLockError::Poisoned(p)) => {
+                        self.write_close_now(&mut p.into_inner(), frame, count_written)
+                    }
+                    Err(TryLockError::WouldBlock) if !force => return ShutdownClose::Busy,
+                    Err(TryLockError::WouldBlock) => return ShutdownClose::Forced,
+                };
+                // The lock is released before the FIN: the client answers the frame at once, and its
+                // worker, woken by that answer, should not find the lock still held.
+                if outcome == ShutdownClose::Written {
+                    let _ = self.socket.shutdown(Shutdown::Write);
+                    self.stats.close_sent(CloseCode::GOING_AWAY);
+                }
+                outcome
+            }
         }
     }
 
@@ -604,7 +624,12 @@ impl Conn {
         let _ = self.socket.shutdown(Shutdown::Both);
     }
 
-    fn write_close_now(&self, w: &mut WriteState, frame: &[u8]) -> ShutdownClose {
+    fn write_close_now(
+        &self,
+        w: &mut WriteState,
+        frame: &[u8],
+        count_written: Option<&AtomicUsize>,
+    ) -> ShutdownClose {
         if self.close_was_sent() {
             return ShutdownClose::AlreadyClosing;
         }
@@ -620,10 +645,12 @@ impl Conn {
             .send_with_flags(frame, SEND_NOW | libc::MSG_MORE)
         {
             Ok(n) if n == frame.len() => {
-                // Seen by the worker without the lock: it stops handing the client's data to the handler.
+                if let Some(count) = count_written {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+                // Seen by the worker without the lock: it stops handing the client's data to the handler,
+                // and does not echo the client's close (ours answers it).
                 self.mark_close_sent();
-                let _ = self.socket.shutdown(Shutdown::Write);
-                self.stats.close_sent(CloseCode::GOING_AWAY);
                 ShutdownClose::Written
             }
             _ => {
@@ -1016,10 +1043,11 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
                 // Awake anyway (the client sent something) before the sequence got to this connection:
                 // write the 1001 now, in parallel with the sequence, rather than answer the client first.
                 let state = &shared.shutdown_state;
-                if conn.write_going_away(state.going_away_frame(), false) == ShutdownClose::Written
-                {
-                    state.frames_by_workers.fetch_add(1, Ordering::Relaxed);
-                }
+                let _ = conn.write_going_away(
+                    state.going_away_frame(),
+                    false,
+                    Some(&state.frames_by_workers),
+                );
             }
             if conn.close_was_sent() {
                 // Our close frame went out: data that follows it is discarded by the session, not
@@ -1070,7 +1098,12 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
                     .answered
                     .fetch_add(1, Ordering::Relaxed);
             }
-            // The peer's close: answer it (echoing its code) unless ours already went out.
+            // The peer's close: answer it (echoing its code) unless ours already went out. (The
+            // lock-free look first: during a shutdown our 1001 has usually just gone out, and the
+            // sequence may still hold the write lock.)
+            if session.state() == SessionState::CloseReceived && conn.close_was_sent() {
+                session.close_sent();
+            }
             if session.state() == SessionState::CloseReceived {
                 let sent = match close_code {
                     Some(code) => conn.close(code, ""),

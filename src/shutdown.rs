@@ -169,7 +169,7 @@ pub(crate) fn run(shared: &Shared) -> ShutdownReport {
     report.connections = conns.len();
     let mut busy = Vec::new();
     for conn in &conns {
-        match conn.write_going_away(frame, false) {
+        match conn.write_going_away(frame, false, None) {
             ShutdownClose::Busy => busy.push(conn),
             outcome => tally(&mut report, outcome, conn.id()),
         }
@@ -177,7 +177,7 @@ pub(crate) fn run(shared: &Shared) -> ShutdownReport {
     let grace = (Instant::now() + BUSY_GRACE).min(deadline);
     while !busy.is_empty() {
         let force = Instant::now() >= grace;
-        busy.retain(|conn| match conn.write_going_away(frame, force) {
+        busy.retain(|conn| match conn.write_going_away(frame, force, None) {
             ShutdownClose::Busy => true,
             outcome => {
                 tally(&mut report, outcome, conn.id());
