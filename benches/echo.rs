@@ -12,6 +12,10 @@
 //! messages per second and the **server's CPU time per echoed message** (utime + stime from
 //! `/proc/PID/stat` over the measured window, divided by the messages echoed in it): on a small
 //! machine the load client is the bottleneck, so messages per second alone cannot rank servers.
+//! Each point gives both servers the same time in two halves, in the order ours, tungstenite,
+//! tungstenite, ours: the second server of a back-to-back pair does measurably better here, and the
+//! mirrored order cancels that out.
+//!
 //! Then RSS per idle connection at 1,000 and 10,000 connections for both servers.
 //!
 //! Environment (all optional):
@@ -72,18 +76,35 @@ fn main() {
             .collect();
         for &size in &plan.sizes {
             for mode in &plan.modes {
-                for (i, server) in servers.iter().enumerate() {
+                // With two servers each gets two halves of the time, in the order A B B A: whichever
+                // runs second in a pair does measurably better on this machine (client threads and
+                // caches settled), and the mirror order cancels that out.
+                let order: Vec<usize> = match servers.len() {
+                    2 => vec![0, 1, 1, 0],
+                    n => (0..n).collect(),
+                };
+                let slice = plan.secs * servers.len() as f64 / order.len() as f64;
+                let mut samples: Vec<Vec<Sample>> = servers.iter().map(|_| Vec::new()).collect();
+                for &i in &order {
+                    let server = &servers[i];
                     if let Some(only) = &plan.only {
                         if only != &(server.name.to_string(), mode.clone(), conns, size) {
                             continue;
                         }
                     }
                     let conns_vec = std::mem::take(&mut pools[i]);
-                    let (point, back) = run_point(&plan, server, conns_vec, mode, size);
+                    let (sample, back) = run_point(&plan, server, conns_vec, mode, size, slice);
                     pools[i] = match back {
                         Some(back) => back,
                         None => open_conns(server.addr, conns).expect("reopen connections"),
                     };
+                    samples[i].push(sample);
+                }
+                for (server, samples) in servers.iter().zip(samples) {
+                    if samples.is_empty() {
+                        continue;
+                    }
+                    let point = Point::merge(server.name, mode, conns, size, samples);
                     eprintln!("{}", point.line());
                     results.push(point);
                 }
@@ -762,7 +783,57 @@ struct Point {
     ok: bool,
 }
 
+/// One measured slice of a point: what the server did and what the clients saw.
+struct Sample {
+    msgs: u64,
+    secs: f64,
+    /// Server CPU seconds (utime + stime).
+    cpu: f64,
+    /// CPU seconds of processes other than the server and this bench.
+    others: f64,
+    rtts_ns: Vec<u64>,
+    ok: bool,
+}
+
 impl Point {
+    /// Sums the slices of one server at one point into its row.
+    fn merge(
+        server: &'static str,
+        mode: &str,
+        conns: usize,
+        size: usize,
+        samples: Vec<Sample>,
+    ) -> Point {
+        let msgs: u64 = samples.iter().map(|s| s.msgs).sum();
+        let secs: f64 = samples.iter().map(|s| s.secs).sum();
+        let cpu: f64 = samples.iter().map(|s| s.cpu).sum();
+        let others: f64 = samples.iter().map(|s| s.others).sum();
+        let ok = samples.iter().all(|s| s.ok);
+        let mut rtts: Vec<u64> = samples.into_iter().flat_map(|s| s.rtts_ns).collect();
+        rtts.sort_unstable();
+        let pct = |p: f64| -> Option<f64> {
+            let i = ((rtts.len() as f64 * p) as usize).min(rtts.len().checked_sub(1)?);
+            Some(rtts[i] as f64 / 1000.0)
+        };
+        Point {
+            server,
+            mode: mode.to_string(),
+            conns,
+            size,
+            msgs_per_s: msgs as f64 / secs,
+            cpu_us_per_msg: if msgs > 0 {
+                cpu * 1e6 / msgs as f64
+            } else {
+                f64::NAN
+            },
+            cpu_util: cpu / secs,
+            other_cores: others / secs,
+            p50_us: pct(0.50),
+            p99_us: pct(0.99),
+            ok,
+        }
+    }
+
     fn line(&self) -> String {
         let lat = match (self.p50_us, self.p99_us) {
             (Some(a), Some(b)) => format!(" p50 {a:.1} us p99 {b:.1} us"),
@@ -790,7 +861,8 @@ fn run_point(
     conns: Vec<TcpStream>,
     mode: &str,
     size: usize,
-) -> (Point, Option<Vec<TcpStream>>) {
+    secs: f64,
+) -> (Sample, Option<Vec<TcpStream>>) {
     let pipelined = match mode {
         "pipe" => true,
         "lat" => false,
@@ -832,7 +904,7 @@ fn run_point(
     );
     let (b0, s0) = (machine_busy_seconds(), cpu_seconds(me));
     ctl.measuring.store(true, Ordering::Relaxed);
-    thread::sleep(Duration::from_secs_f64(plan.secs));
+    thread::sleep(Duration::from_secs_f64(secs));
     let (m1, c1, t1) = (
         ctl.received.load(Ordering::Relaxed),
         cpu_seconds(server.pid()),
@@ -851,31 +923,16 @@ fn run_point(
         back.extend(r.conns);
         rtts.extend(r.rtts_ns);
     }
-    rtts.sort_unstable();
-    let pct = |p: f64| -> Option<f64> {
-        let i = ((rtts.len() as f64 * p) as usize).min(rtts.len().checked_sub(1)?);
-        Some(rtts[i] as f64 / 1000.0)
-    };
-    let msgs = (m1 - m0) as f64;
-    let secs = (t1 - t0).as_secs_f64();
-    let point = Point {
-        server: server.name,
-        mode: mode.to_string(),
-        conns: n,
-        size,
-        msgs_per_s: msgs / secs,
-        cpu_us_per_msg: if msgs > 0.0 {
-            (c1 - c0) * 1e6 / msgs
-        } else {
-            f64::NAN
-        },
-        cpu_util: (c1 - c0) / secs,
-        other_cores: ((b1 - b0) - (c1 - c0) - (s1 - s0)).max(0.0) / secs,
-        p50_us: if pipelined { None } else { pct(0.50) },
-        p99_us: if pipelined { None } else { pct(0.99) },
+    let sample = Sample {
+        msgs: m1 - m0,
+        secs: (t1 - t0).as_secs_f64(),
+        cpu: c1 - c0,
+        others: ((b1 - b0) - (c1 - c0) - (s1 - s0)).max(0.0),
+        // Pipelined round trips are not timed (they measure the window, not the server).
+        rtts_ns: if pipelined { Vec::new() } else { rtts },
         ok,
     };
-    (point, ok.then_some(back))
+    (sample, ok.then_some(back))
 }
 
 fn size_name(n: usize) -> String {
