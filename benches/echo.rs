@@ -236,6 +236,10 @@ impl Server {
             "echo",
             "--log-level",
             "warn",
+            // No heartbeat: the peer sends no pings, and this load client counts every frame it
+            // receives as an echo (a ping every 30 s landed in whichever point was running then).
+            "--ping-interval",
+            "0",
         ])
         .args(["--threads", &threads.to_string()]);
         if let Some(s) = stack_size {
