@@ -724,7 +724,13 @@ fn client_thread(
                             if !pipelined && measuring {
                                 rtts.push(c.sent_at.elapsed().as_nanos() as u64);
                             }
-                            if !stopping && c.inflight < win && !c.refill {
+                            if !stopping && c.inflight < win && pipelined {
+                                // Pipelined: top the window up at once, so it never runs dry.
+                                c.queue(win - c.inflight, frame_len);
+                                if c.flush(&batch, frame_len).is_err() {
+                                    ok = false;
+                                }
+                            } else if !stopping && c.inflight < win && !c.refill {
                                 c.refill = true;
                                 refill.push(ev.u64 as usize);
                             }
@@ -743,9 +749,9 @@ fn client_thread(
                 ok = false;
             }
         }
-        // Sends come after every ready reply has been read (and timed): a send on loopback runs
-        // the server's receive path and wake-up in this thread, so sending between reads would
-        // charge the next connection's round trip with this one's send.
+        // One in flight: sends come after every ready reply has been read (and timed). A send on
+        // loopback runs the server's receive path and wake-up in this thread, so sending between
+        // reads would charge the next connection's round trip with this one's send.
         for i in refill.drain(..) {
             let c = &mut conns[i];
             c.refill = false;
