@@ -579,8 +579,6 @@ struct ClientConn {
     pending: usize,
     phase: usize,
     sent_at: Instant,
-    /// Listed in this round's refill list (sent to once every ready reply is read).
-    refill: bool,
 }
 
 impl ClientConn {
@@ -661,7 +659,6 @@ fn client_thread(
             pending: 0,
             phase: 0,
             sent_at: Instant::now(),
-            refill: false,
         })
         .collect();
     for (i, c) in conns.iter().enumerate() {
@@ -730,9 +727,6 @@ fn client_thread(
                                 if c.flush(&batch, frame_len).is_err() {
                                     ok = false;
                                 }
-                            } else if !stopping && c.inflight < win && !c.refill {
-                                c.refill = true;
-                                refill.push(ev.u64 as usize);
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -744,6 +738,11 @@ fn client_thread(
                     }
                 }
                 ok &= !c.rx.bad;
+                // One in flight: its echo is in, the next message goes out after this round's reads
+                // (an fd is listed once per epoll_wait, so once here).
+                if !pipelined && !stopping && c.inflight < win {
+                    refill.push(ev.u64 as usize);
+                }
             }
             if ev.events & libc::EPOLLOUT as u32 != 0 && c.flush(&batch, frame_len).is_err() {
                 ok = false;
@@ -754,7 +753,6 @@ fn client_thread(
         // reads would charge the next connection's round trip with this one's send.
         for i in refill.drain(..) {
             let c = &mut conns[i];
-            c.refill = false;
             c.queue(win - c.inflight, frame_len);
             c.sent_at = Instant::now();
             if c.flush(&batch, frame_len).is_err() {
