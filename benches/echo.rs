@@ -3,7 +3,10 @@
 //!
 //! `cargo bench --bench echo` builds `hydrogen-ws` (release), starts it with `--mode echo`, starts
 //! the tungstenite server as a child process (this binary re-executed with
-//! `HYDROGEN_BENCH_ROLE=tungstenite-server`, so its CPU time is measured on its own), and runs:
+//! `HYDROGEN_BENCH_ROLE=tungstenite-server`, so its CPU time is measured on its own), starts a
+//! `floor` server the same way (the least work a thread-per-connection echo server can do: a bare
+//! 101, then unmask and echo, validating nothing; it shows what this machine and this client allow
+//! at all, so a target below it is a target no blocking server can meet here), and runs:
 //!
 //! - `lat`: one message in flight per connection; round-trip p50/p99 as the client sees it;
 //! - `pipe`: many messages in flight per connection (see `window`);
@@ -12,8 +15,8 @@
 //! messages per second and the **server's CPU time per echoed message** (utime + stime from
 //! `/proc/PID/stat` over the measured window, divided by the messages echoed in it): on a small
 //! machine the load client is the bottleneck, so messages per second alone cannot rank servers.
-//! Each point gives both servers the same time in two halves, in the order ours, tungstenite,
-//! tungstenite, ours: the second server of a back-to-back pair does measurably better here, and the
+//! Each point gives every server the same time in two halves, in the order ours, tungstenite, floor,
+//! floor, tungstenite, ours: a server that runs later in a row does measurably better here, and the
 //! mirrored order cancels that out.
 //!
 //! Then RSS per idle connection at 1,000 and 10,000 connections for both servers.
@@ -22,7 +25,7 @@
 //! - `HYDROGEN_BENCH_QUICK=1`: 0.5 s points, 1/10/100 connections, 64 B and 1 KiB, RSS at 1,000;
 //! - `HYDROGEN_BENCH_SECS` (default 2), `HYDROGEN_BENCH_WARMUP_MS` (default 300);
 //! - `HYDROGEN_BENCH_CONNS` (`1,10,100,1000`), `HYDROGEN_BENCH_SIZES` (`64,1024,65536`),
-//!   `HYDROGEN_BENCH_MODES` (`lat,pipe`), `HYDROGEN_BENCH_SERVERS` (`ours,tungstenite`);
+//!   `HYDROGEN_BENCH_MODES` (`lat,pipe`), `HYDROGEN_BENCH_SERVERS` (`ours,tungstenite,floor`);
 //! - `HYDROGEN_BENCH_RSS_CONNS` (`1000,10000`; empty to skip), `HYDROGEN_BENCH_STACK_SIZE` (passed
 //!   to our `--stack-size` in the RSS test);
 //! - `HYDROGEN_BENCH_CLIENT_THREADS` (default 2), `HYDROGEN_BENCH_SERVER_BIN` (skip the build and
@@ -46,9 +49,10 @@ const MASK: [u8; 4] = [0x5a, 0x13, 0xc7, 0x81];
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 fn main() {
-    if std::env::var(ROLE_ENV).as_deref() == Ok("tungstenite-server") {
-        tungstenite_server();
-        return;
+    match std::env::var(ROLE_ENV).as_deref() {
+        Ok("tungstenite-server") => return tungstenite_server(),
+        Ok("floor-server") => return floor_server(),
+        _ => {}
     }
     let plan = Plan::from_env();
     raise_nofile();
@@ -59,7 +63,8 @@ fn main() {
     for name in &plan.servers {
         servers.push(match name.as_str() {
             "ours" => Server::ours(&bin, max_conns + 16, None),
-            "tungstenite" => Server::tungstenite(),
+            "tungstenite" => Server::peer("tungstenite", "tungstenite-server"),
+            "floor" => Server::peer("floor", "floor-server"),
             other => panic!("unknown server {other}"),
         });
     }
@@ -76,13 +81,11 @@ fn main() {
             .collect();
         for &size in &plan.sizes {
             for mode in &plan.modes {
-                // With two servers each gets two halves of the time, in the order A B B A: whichever
-                // runs second in a pair does measurably better on this machine (client threads and
-                // caches settled), and the mirror order cancels that out.
-                let order: Vec<usize> = match servers.len() {
-                    2 => vec![0, 1, 1, 0],
-                    n => (0..n).collect(),
-                };
+                // Each server gets two halves of the time, in the order A B C C B A: whichever runs
+                // later in a row does measurably better on this machine (client threads and caches
+                // settled), and the mirror order cancels that out.
+                let n = servers.len();
+                let order: Vec<usize> = (0..n).chain((0..n).rev()).collect();
                 let slice = plan.secs * servers.len() as f64 / order.len() as f64;
                 let mut samples: Vec<Vec<Sample>> = servers.iter().map(|_| Vec::new()).collect();
                 for &i in &order {
@@ -135,7 +138,8 @@ fn main() {
                 let stack = plan.stack_size;
                 let server = match name.as_str() {
                     "ours" => Server::ours(&bin, n + 16, stack),
-                    _ => Server::tungstenite(),
+                    "floor" => continue,
+                    _ => Server::peer("tungstenite", "tungstenite-server"),
                 };
                 match rss_point(&server, n, stack) {
                     Ok(line) => println!("{line}"),
@@ -198,7 +202,7 @@ impl Plan {
             conns: env_list("HYDROGEN_BENCH_CONNS", conns),
             sizes: env_list("HYDROGEN_BENCH_SIZES", sizes),
             modes: env_list("HYDROGEN_BENCH_MODES", "lat,pipe"),
-            servers: env_list("HYDROGEN_BENCH_SERVERS", "ours,tungstenite"),
+            servers: env_list("HYDROGEN_BENCH_SERVERS", "ours,tungstenite,floor"),
             rss_conns: env_list("HYDROGEN_BENCH_RSS_CONNS", rss),
             client_threads: env_list("HYDROGEN_BENCH_CLIENT_THREADS", "2")[0],
             stack_size: std::env::var("HYDROGEN_BENCH_STACK_SIZE")
@@ -248,11 +252,13 @@ impl Server {
         Server::start("ours", cmd)
     }
 
-    fn tungstenite() -> Server {
+    /// A server built into this bench: the bench binary re-executed with `HYDROGEN_BENCH_ROLE=role`,
+    /// so its CPU time is measured on its own.
+    fn peer(name: &'static str, role: &str) -> Server {
         let exe = std::env::current_exe().expect("current exe");
         let mut cmd = Command::new(exe);
-        cmd.env(ROLE_ENV, "tungstenite-server");
-        Server::start("tungstenite", cmd)
+        cmd.env(ROLE_ENV, role);
+        Server::start(name, cmd)
     }
 
     /// Starts the server, waits for `listening on ws://ADDR` on stderr and keeps draining stderr
@@ -349,6 +355,98 @@ fn tungstenite_server() {
             }
         });
     }
+}
+
+/// The `floor` row: the least work a thread-per-connection echo server can do, to show what this
+/// machine and this client allow at all. A thread per connection (128 KiB stacks, like ours), a bare
+/// 101, then: read what is there, unmask every whole frame in place (with our codec's `apply_mask`),
+/// send all their echoes in one write. It validates nothing (no UTF-8, no control frames, no limits)
+/// and trusts the client to send well-formed masked frames, which this bench's client does.
+fn floor_server() {
+    raise_nofile();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    eprintln!(
+        "listening on ws://{}",
+        listener.local_addr().expect("local addr")
+    );
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let _ = stream.set_nodelay(true);
+        let _ = thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(move || floor_echo(stream));
+    }
+}
+
+fn floor_echo(mut stream: TcpStream) -> io::Result<()> {
+    let mut input = common::bare_upgrade(&mut stream)?;
+    let mut have = input.len();
+    input.resize(have.max(64 * 1024 + 14), 0);
+    let mut out = Vec::with_capacity(64 * 1024 + 10);
+    loop {
+        if have == input.len() {
+            input.resize(input.len() * 2, 0);
+        }
+        match stream.read(&mut input[have..])? {
+            0 => return Ok(()),
+            n => have += n,
+        }
+        let mut at = 0;
+        while let Some((head, len)) = masked_frame_at(&input[at..have]) {
+            let end = at + head + len;
+            if end > have {
+                break;
+            }
+            let mask = [
+                input[at + head - 4],
+                input[at + head - 3],
+                input[at + head - 2],
+                input[at + head - 1],
+            ];
+            let payload = &mut input[at + head..end];
+            hydrogen_ws_protocol::apply_mask(payload, mask, 0);
+            out.push(input[at]);
+            match len {
+                0..=125 => out.push(len as u8),
+                126..=0xFFFF => {
+                    out.push(126);
+                    out.extend_from_slice(&(len as u16).to_be_bytes());
+                }
+                _ => {
+                    out.push(127);
+                    out.extend_from_slice(&(len as u64).to_be_bytes());
+                }
+            }
+            out.extend_from_slice(&input[at + head..end]);
+            let close = input[at] & 0x0f == 0x8;
+            at = end;
+            if close {
+                return stream.write_all(&out);
+            }
+        }
+        if !out.is_empty() {
+            stream.write_all(&out)?;
+            out.clear();
+        }
+        input.copy_within(at..have, 0);
+        have -= at;
+    }
+}
+
+/// (header length, payload length) of the masked frame at the start of `buf`, once its header is
+/// all there.
+fn masked_frame_at(buf: &[u8]) -> Option<(usize, usize)> {
+    let b1 = *buf.get(1)?;
+    let (ext, len) = match b1 & 0x7f {
+        126 => (2, u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]) as usize),
+        127 => {
+            let bytes: [u8; 8] = buf.get(2..10)?.try_into().ok()?;
+            (8, u64::from_be_bytes(bytes) as usize)
+        }
+        n => (0, n as usize),
+    };
+    let head = 2 + ext + 4;
+    (buf.len() >= head).then_some((head, len))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -950,19 +1048,17 @@ fn size_name(n: usize) -> String {
     }
 }
 
-/// (mode, connections, size) -> (ours, tungstenite).
-type Pairs<'a> = BTreeMap<(String, usize, usize), (Option<&'a Point>, Option<&'a Point>)>;
+/// (mode, connections, size) -> [ours, tungstenite, floor].
+type Rows<'a> = BTreeMap<(String, usize, usize), [Option<&'a Point>; 3]>;
 
 fn print_table(results: &[Point], plan: &Plan) {
-    let mut by_key: Pairs<'_> = BTreeMap::new();
+    let mut by_key: Rows<'_> = BTreeMap::new();
     for p in results {
-        let e = by_key
-            .entry((p.mode.clone(), p.conns, p.size))
-            .or_insert((None, None));
-        if p.server == "ours" {
-            e.0 = Some(p);
-        } else {
-            e.1 = Some(p);
+        let e = by_key.entry((p.mode.clone(), p.conns, p.size)).or_default();
+        match p.server {
+            "ours" => e[0] = Some(p),
+            "tungstenite" => e[1] = Some(p),
+            _ => e[2] = Some(p),
         }
     }
     let ticks = clock_ticks();
@@ -979,19 +1075,23 @@ fn print_table(results: &[Point], plan: &Plan) {
         window(65536)
     );
     println!(
-        "others = cores used during the point by processes other than the server and this bench (noise)"
+        "floor = the least work a thread-per-connection echo server can do (no validation), the same client: \
+         what this machine allows at all"
+    );
+    println!(
+        "others = cores used during the point by processes other than the servers and this bench (noise)"
     );
     println!();
     println!(
-        "| mode | conns |   size | ours msg/s | tung msg/s | ours us CPU/msg | tung us CPU/msg | tung/ours CPU | ours p50/p99 us | tung p50/p99 us | others |"
+        "| mode | conns |   size | ours msg/s | tung msg/s | ours us CPU/msg | tung us CPU/msg | tung/ours CPU | ours p50/p99 us | tung p50/p99 us | floor us CPU/msg | floor p50/p99 us | others |"
     );
     println!(
-        "|------|------:|-------:|-----------:|-----------:|----------------:|----------------:|--------------:|----------------:|----------------:|-------:|"
+        "|------|------:|-------:|-----------:|-----------:|----------------:|----------------:|--------------:|----------------:|----------------:|-----------------:|-----------------:|-------:|"
     );
     let mut keys: Vec<_> = by_key.keys().cloned().collect();
     keys.sort_by_key(|(mode, conns, size)| (mode != "lat", *size, *conns));
     for key in keys {
-        let (ours, tung) = by_key[&key];
+        let [ours, tung, floor] = by_key[&key];
         let rate = |p: Option<&Point>| p.map_or("-".into(), |p| format!("{:.0}", p.msgs_per_s));
         let cpu = |p: Option<&Point>| {
             p.map_or("-".into(), |p| {
@@ -1008,13 +1108,13 @@ fn print_table(results: &[Point], plan: &Plan) {
             }
             _ => "-".into(),
         };
-        let others = [ours, tung]
+        let others = [ours, tung, floor]
             .iter()
             .flatten()
             .map(|p| p.other_cores)
             .fold(0.0f64, f64::max);
         println!(
-            "| {:<4} | {:>5} | {:>6} | {:>10} | {:>10} | {:>15} | {:>15} | {:>13} | {:>15} | {:>15} | {:>6.2} |",
+            "| {:<4} | {:>5} | {:>6} | {:>10} | {:>10} | {:>15} | {:>15} | {:>13} | {:>15} | {:>15} | {:>16} | {:>16} | {:>6.2} |",
             key.0,
             key.1,
             size_name(key.2),
@@ -1025,6 +1125,8 @@ fn print_table(results: &[Point], plan: &Plan) {
             ratio,
             lat(ours),
             lat(tung),
+            cpu(floor),
+            lat(floor),
             others
         );
     }

@@ -52,6 +52,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
+
+mod common;
 use std::time::{Duration, Instant};
 
 /// Connection counts measured unless `HYDROGEN_BENCH_CONNS` says otherwise.
@@ -263,7 +265,6 @@ impl Kind {
 /// blocked thread per connection like hydrogen-ws, answering the upgrade with a bare 101 and then only
 /// reading; SIGTERM ends the process with `exit(0)` at once, no close frames, no join.
 fn floor_server() -> ! {
-    use std::io::{Read, Write};
     let threads: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
@@ -285,35 +286,17 @@ fn floor_server() -> ! {
     let (tx, rx) = crossbeam_channel::bounded::<std::net::TcpStream>(threads);
     for _ in 0..threads {
         let rx = rx.clone();
-        let spawned = thread::Builder::new().stack_size(128 * 1024).spawn(move || {
-            for mut stream in rx.iter() {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
+        let spawned = thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                for mut stream in rx.iter() {
+                    if common::bare_upgrade(&mut stream).is_err() {
+                        continue;
                     }
+                    let mut buf = [0u8; 4096];
+                    while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
                 }
-                let text = String::from_utf8_lossy(&head);
-                let key = text
-                    .lines()
-                    .find_map(|l| {
-                        let (name, value) = l.split_once(':')?;
-                        name.trim()
-                            .eq_ignore_ascii_case("sec-websocket-key")
-                            .then(|| value.trim().to_string())
-                    })
-                    .unwrap_or_default();
-                let accept = hydrogen_ws_protocol::accept_key(key.as_bytes());
-                let response = format!(
-                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                     Sec-WebSocket-Accept: {accept}\r\n\r\n"
-                );
-                let _ = stream.write_all(response.as_bytes());
-                while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
-            }
-        });
+            });
         if let Err(e) = spawned {
             eprintln!("floor: spawn: {e}");
             std::process::exit(1);
