@@ -20,6 +20,8 @@ pub enum HandshakeError {
     TooManyHeaders,
     /// The request target is longer than `HandshakeLimits::max_target_len`.
     UriTooLong,
+    /// An upgrade whose target is not a path (`*`, `host:port`): a WebSocket names a resource.
+    BadTarget,
     /// The method is not `GET`.
     MethodNotAllowed,
     /// The request is not HTTP/1.1.
@@ -50,6 +52,7 @@ impl HandshakeError {
     pub fn status(&self) -> u16 {
         match self {
             HandshakeError::Malformed
+            | HandshakeError::BadTarget
             | HandshakeError::HttpVersion
             | HandshakeError::MissingHost
             | HandshakeError::BadUpgrade
@@ -72,6 +75,7 @@ impl HandshakeError {
             HandshakeError::HeadersTooLarge => "request header section too large",
             HandshakeError::TooManyHeaders => "too many request headers",
             HandshakeError::UriTooLong => "request target too long",
+            HandshakeError::BadTarget => "the request target must be a path such as /chat",
             HandshakeError::MethodNotAllowed => "only GET is allowed",
             HandshakeError::HttpVersion => "HTTP/1.1 is required",
             HandshakeError::MissingHost => "Host header is required",

@@ -132,6 +132,57 @@ fn request_accessors() {
 }
 
 #[test]
+fn an_upgrade_to_another_protocol_is_plain_http() {
+    for value in ["h2c", "h2c, foo/2", "websocketx"] {
+        let req = raw(
+            "GET /health HTTP/1.1",
+            &[
+                "Host: a",
+                "Connection: Upgrade, HTTP2-Settings",
+                &format!("Upgrade: {value}"),
+            ],
+        );
+        let Ok(Parsed::Complete { request, .. }) = parse_request(&req, &HandshakeLimits::default())
+        else {
+            panic!()
+        };
+        assert!(!request.wants_upgrade(), "{value}");
+        assert_eq!(request.websocket().err(), Some(HandshakeError::BadUpgrade));
+    }
+    let req = raw("GET / HTTP/1.1", &["Host: a", "Upgrade: h2c, WebSocket"]);
+    let Ok(Parsed::Complete { request, .. }) = parse_request(&req, &HandshakeLimits::default())
+    else {
+        panic!()
+    };
+    assert!(request.wants_upgrade());
+}
+
+#[test]
+fn absolute_form_targets_give_their_path_and_query() {
+    let cases = [
+        ("/chat?key=abc", "/chat", Some("key=abc")),
+        (
+            "http://example.com/status?key=a%20b",
+            "/status",
+            Some("key=a%20b"),
+        ),
+        ("HTTPS://example.com:8443/x/y", "/x/y", None),
+        ("ws://example.com", "/", None),
+        ("wss://example.com?key=k", "/", Some("key=k")),
+        ("*", "*", None),
+    ];
+    for (target, path, query) in cases {
+        let req = raw(&format!("GET {target} HTTP/1.1"), &["Host: a"]);
+        let Ok(Parsed::Complete { request, .. }) = parse_request(&req, &HandshakeLimits::default())
+        else {
+            panic!("{target}")
+        };
+        assert_eq!(request.path(), path, "{target}");
+        assert_eq!(request.query(), query, "{target}");
+    }
+}
+
+#[test]
 fn plain_http_request_is_not_an_upgrade() {
     let req = raw("GET /status HTTP/1.1", &["Host: a"]);
     let Ok(Parsed::Complete { request, .. }) = parse_request(&req, &HandshakeLimits::default())
@@ -248,6 +299,12 @@ fn every_handshake_error() {
         (raw("GET / HTTP/1.1", &many_refs), TooManyHeaders, 431),
         (raw(&long_target, &["Host: a"]), UriTooLong, 414),
         (raw("POST / HTTP/1.1", &ok_lines), MethodNotAllowed, 405),
+        (raw("GET * HTTP/1.1", &ok_lines), BadTarget, 400),
+        (
+            raw("GET example.com:80 HTTP/1.1", &ok_lines),
+            BadTarget,
+            400,
+        ),
         (raw("GET / HTTP/1.0", &ok_lines), HttpVersion, 400),
         (raw("GET / HTTP/2.0", &ok_lines), HttpVersion, 400),
         (without("Host", &[]), MissingHost, 400),

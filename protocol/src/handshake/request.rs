@@ -339,27 +339,55 @@ impl Request {
         Ok(first.map(trim_ows))
     }
 
-    /// The target's path: everything before the first `?`.
+    /// The target's path: everything before the first `?`. An absolute-form target
+    /// (`http://host/path?query`, which RFC 9112 section 3.2.2 says a server must accept) gives the
+    /// path after its authority, `/` if it has none.
     pub fn path(&self) -> &str {
-        match self.target.split_once('?') {
-            Some((path, _)) => path,
-            None => &self.target,
+        let target = self.origin_form();
+        let path = target.split_once('?').map_or(target, |(path, _)| path);
+        if path.is_empty() {
+            "/"
+        } else {
+            path
         }
     }
 
     /// The target's query: everything after the first `?`, if there is one.
     pub fn query(&self) -> Option<&str> {
-        self.target.split_once('?').map(|(_, q)| q)
+        self.origin_form().split_once('?').map(|(_, q)| q)
     }
 
-    /// Whether the request has an `Upgrade` header at all (a plain HTTP request does not).
+    /// The target without the scheme and authority of an absolute-form target.
+    fn origin_form(&self) -> &str {
+        let target = self.target.as_str();
+        for scheme in ["http://", "https://", "ws://", "wss://"] {
+            let named = target
+                .get(..scheme.len())
+                .is_some_and(|s| s.eq_ignore_ascii_case(scheme));
+            if let (true, Some(rest)) = (named, target.get(scheme.len()..)) {
+                return rest
+                    .find(['/', '?'])
+                    .map_or("", |at| rest.get(at..).unwrap_or(""));
+            }
+        }
+        target
+    }
+
+    /// Whether the request asks for a WebSocket: an `Upgrade` header that names `websocket`, or a
+    /// `Sec-WebSocket-Key` (a WebSocket client with a wrong `Upgrade` is told what is wrong by
+    /// [`Request::websocket`]). Any other request is plain HTTP, one that asks to upgrade to another
+    /// protocol (`Upgrade: h2c` from an HTTP/2 client) included: RFC 9110 section 7.8 lets a server
+    /// ignore an upgrade it does not offer and answer the request as it is.
     pub fn wants_upgrade(&self) -> bool {
-        self.header("upgrade").is_some()
+        self.list("upgrade")
+            .any(|t| t.eq_ignore_ascii_case(b"websocket"))
+            || self.header("sec-websocket-key").is_some()
     }
 
     /// Validate the request as a WebSocket opening handshake (RFC 6455 section 4.2.1).
     ///
-    /// Checks, in order: method, HTTP version, `Host`, `Upgrade`, `Connection`,
+    /// Checks, in order: method, HTTP version, `Host`, `Upgrade`, the target (a path),
+    /// `Connection`,
     /// `Sec-WebSocket-Version`, `Sec-WebSocket-Key`, `Sec-WebSocket-Protocol`, and finally that
     /// no body is announced. The first failure is returned.
     pub fn websocket(&self) -> Result<Upgrade, HandshakeError> {
@@ -373,8 +401,11 @@ impl Request {
             Some(h) if !h.is_empty() => lossy(h),
             _ => return Err(HandshakeError::MissingHost),
         };
-        if !self.wants_upgrade() {
+        if self.header("upgrade").is_none() {
             return Err(HandshakeError::MissingUpgrade);
+        }
+        if !self.path().starts_with('/') {
+            return Err(HandshakeError::BadTarget);
         }
         if !self
             .list("upgrade")
