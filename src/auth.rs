@@ -27,6 +27,15 @@ impl AuthError {
         }
     }
 
+    /// Headers the refusal must carry: a 401 names the scheme that would be accepted (RFC 9110
+    /// section 15.5.2).
+    pub fn headers(self) -> &'static [(&'static str, &'static str)] {
+        match self.status() {
+            401 => &[("WWW-Authenticate", "Key realm=\"hydrogen-ws\"")],
+            _ => &[],
+        }
+    }
+
     /// A short reason, sent as the response body and logged.
     pub fn reason(self) -> &'static str {
         match self {
@@ -46,19 +55,20 @@ pub fn check_key(config: &Config, request: &Request) -> Result<(), AuthError> {
     let Some(expected) = &config.key else {
         return Ok(());
     };
-    let offered = match request.header("authorization") {
-        Some(value) => {
-            let value = std::str::from_utf8(value)
-                .map_err(|_| AuthError::BadScheme)?
-                .trim();
-            let (scheme, key) = value.split_once(' ').ok_or(AuthError::BadScheme)?;
-            if !scheme.eq_ignore_ascii_case("key") {
-                return Err(AuthError::BadScheme);
-            }
-            key.trim().as_bytes().to_vec()
-        }
+    // An `Authorization` header of another scheme is not ours: a browser sends the Basic credentials of
+    // a proxy in front of us by itself, and its `?key=` must still be heard.
+    let (header_key, other_scheme) = match request.header("authorization") {
+        Some(value) => match key_from_header(value) {
+            Some(key) => (Some(key), false),
+            None => (None, true),
+        },
+        None => (None, false),
+    };
+    let offered = match header_key {
+        Some(key) => key.to_vec(),
         None => match query_param(request.query().unwrap_or(""), "key")? {
             Some(key) => key,
+            None if other_scheme => return Err(AuthError::BadScheme),
             None => return Err(AuthError::Missing),
         },
     };
@@ -67,6 +77,15 @@ pub fn check_key(config: &Config, request: &Request) -> Result<(), AuthError> {
     } else {
         Err(AuthError::Wrong)
     }
+}
+
+/// The key of an `Authorization: Key <key>` header (scheme case-insensitive); `None` for any other.
+fn key_from_header(value: &[u8]) -> Option<&[u8]> {
+    let value = std::str::from_utf8(value).ok()?.trim();
+    let (scheme, key) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("key")
+        .then(|| key.trim().as_bytes())
 }
 
 /// Compares without an early exit, so the time taken does not say how much of a guess was right.
@@ -96,8 +115,12 @@ fn percent_decode(text: &str) -> Result<Vec<u8>, AuthError> {
     while i < bytes.len() {
         let b = match bytes[i] {
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3).ok_or(AuthError::BadEncoding)?;
-                let hex = std::str::from_utf8(hex).map_err(|_| AuthError::BadEncoding)?;
+                // Exactly two hex digits (from_str_radix alone would take a sign: "%+f").
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .ok_or(AuthError::BadEncoding)?;
                 i += 2;
                 u8::from_str_radix(hex, 16).map_err(|_| AuthError::BadEncoding)?
             }
@@ -160,11 +183,65 @@ mod tests {
         assert_eq!(percent_decode("%00"), Err(AuthError::BadEncoding));
         assert_eq!(percent_decode("%4"), Err(AuthError::BadEncoding));
         assert_eq!(percent_decode("%zz"), Err(AuthError::BadEncoding));
+        assert_eq!(percent_decode("%+f"), Err(AuthError::BadEncoding));
+        assert_eq!(percent_decode("%-1"), Err(AuthError::BadEncoding));
         assert_eq!(
             query_param("a=1&key=s%33cret", "key"),
             Ok(Some(b"s3cret".to_vec()))
         );
         assert_eq!(query_param("a=1", "key"), Ok(None));
+    }
+
+    fn request(target: &str, authorization: Option<&str>) -> Request {
+        let mut head = format!("GET {target} HTTP/1.1\r\nHost: a\r\n");
+        if let Some(a) = authorization {
+            head.push_str(&format!("Authorization: {a}\r\n"));
+        }
+        head.push_str("\r\n");
+        match hydrogen_ws_protocol::parse_request(head.as_bytes(), &Default::default()) {
+            Ok(hydrogen_ws_protocol::Parsed::Complete { request, .. }) => request,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_key_comes_from_the_header_or_the_query() {
+        let config = Config {
+            key: Some("s3cret-key".into()),
+            ..Config::default()
+        };
+        let check = |target: &str, auth: Option<&str>| check_key(&config, &request(target, auth));
+        assert_eq!(check("/", Some("Key s3cret-key")), Ok(()));
+        assert_eq!(check("/", Some("key  s3cret-key ")), Ok(()));
+        assert_eq!(check("/?key=s3cret-key", None), Ok(()));
+        assert_eq!(check("/", Some("Key nope-nope")), Err(AuthError::Wrong));
+        assert_eq!(check("/?key=nope", None), Err(AuthError::Wrong));
+        assert_eq!(check("/", None), Err(AuthError::Missing));
+        // The header wins over the query when it is ours...
+        assert_eq!(
+            check("/?key=s3cret-key", Some("Key nope-nope")),
+            Err(AuthError::Wrong)
+        );
+        // ...and is passed over when it is a proxy's (a browser sends those by itself).
+        assert_eq!(
+            check("/?key=s3cret-key", Some("Basic dXNlcjpwYXNz")),
+            Ok(())
+        );
+        assert_eq!(
+            check("/", Some("Basic dXNlcjpwYXNz")),
+            Err(AuthError::BadScheme)
+        );
+        assert_eq!(check("/", Some("Key")), Err(AuthError::BadScheme));
+    }
+
+    #[test]
+    fn a_401_names_the_scheme() {
+        for e in [AuthError::Missing, AuthError::Wrong, AuthError::BadScheme] {
+            assert_eq!(e.status(), 401);
+            assert_eq!(e.headers()[0].0, "WWW-Authenticate");
+            assert!(e.headers()[0].1.starts_with("Key "));
+        }
+        assert!(AuthError::BadEncoding.headers().is_empty());
     }
 
     #[test]

@@ -912,9 +912,7 @@ fn run_handshake(shared: &Shared, conn: &Conn) -> Result<Vec<u8>, End> {
     if !request.wants_upgrade() {
         let response = http::respond(shared, &request, conn.peer);
         let _ = write_all(&conn.socket, &response.bytes);
-        if response.status >= 400 {
-            shared.stats.refused(response.status);
-        }
+        shared.stats.answered_http(response.status);
         debug!(
             "connection {} from {}: {} {} -> {}",
             conn.id, conn.peer, request.method, request.target, response.status
@@ -929,7 +927,13 @@ fn run_handshake(shared: &Shared, conn: &Conn) -> Result<Vec<u8>, End> {
         return Err(refuse_status(shared, conn, 403, &reason, &[]));
     }
     if let Err(e) = auth::check_key(&shared.config, &request) {
-        return Err(refuse_status(shared, conn, e.status(), e.reason(), &[]));
+        return Err(refuse_status(
+            shared,
+            conn,
+            e.status(),
+            e.reason(),
+            e.headers(),
+        ));
     }
     let protocol = match auth::negotiate_protocol(&shared.config, &upgrade.protocols) {
         Ok(p) => p,

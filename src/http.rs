@@ -11,7 +11,7 @@ use crate::auth;
 use crate::config::Mode;
 use crate::log::warning;
 use crate::server::Shared;
-use crate::status::{self, Stats};
+use crate::status;
 
 /// A complete response and its status.
 pub(crate) struct HttpResponse {
@@ -19,33 +19,63 @@ pub(crate) struct HttpResponse {
     pub bytes: Vec<u8>,
 }
 
-fn response(status: u16, content_type: &str, body: &[u8], head_only: bool) -> HttpResponse {
-    let mut bytes = format!(
-        "HTTP/1.1 {status} {}\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
-         Content-Length: {}\r\nCache-Control: no-store\r\n\r\n",
-        handshake::reason_phrase(status),
-        body.len()
-    )
-    .into_bytes();
-    if !head_only {
+impl HttpResponse {
+    fn new(status: u16, content_type: &str, body: &[u8]) -> HttpResponse {
+        let mut bytes = format!(
+            "HTTP/1.1 {status} {}\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
+             Content-Length: {}\r\nCache-Control: no-store\r\n\r\n",
+            handshake::reason_phrase(status),
+            body.len()
+        )
+        .into_bytes();
         bytes.extend_from_slice(body);
+        HttpResponse { status, bytes }
     }
-    HttpResponse { status, bytes }
-}
 
-fn text(status: u16, body: &str, headers: &[(&str, &str)]) -> HttpResponse {
-    HttpResponse {
-        status,
-        bytes: handshake::refusal(status, body, headers),
+    /// A refusal: plain text naming the reason.
+    fn refusal(status: u16, reason: &str, headers: &[(&str, &str)]) -> HttpResponse {
+        HttpResponse {
+            status,
+            bytes: handshake::refusal(status, reason, headers),
+        }
+    }
+
+    /// The answer to a `HEAD`: the same head (its `Content-Length` included), no body.
+    fn without_body(mut self) -> HttpResponse {
+        if let Some(end) = self.bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            self.bytes.truncate(end + 4);
+        }
+        self
     }
 }
 
 /// Answers a request that did not ask for a WebSocket upgrade.
 pub(crate) fn respond(shared: &Shared, request: &Request, peer: SocketAddr) -> HttpResponse {
-    Stats::bump(&shared.stats.http_requests);
-    let head_only = request.method == "HEAD";
-    if request.method != "GET" && !head_only {
-        return text(405, "only GET is served here", &[("Allow", "GET, HEAD")]);
+    let response = route(shared, request, peer);
+    if request.method == "HEAD" {
+        response.without_body()
+    } else {
+        response
+    }
+}
+
+fn route(shared: &Shared, request: &Request, peer: SocketAddr) -> HttpResponse {
+    if request.method != "GET" && request.method != "HEAD" {
+        return HttpResponse::refusal(405, "only GET is served here", &[("Allow", "GET, HEAD")]);
+    }
+    // RFC 9112 section 3.2: an HTTP/1.1 request without exactly one Host is answered with 400.
+    let mut hosts = request.headers_named("host");
+    let host_error = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Some(HandshakeError::DuplicateHeader("Host")),
+        (Some(h), None) if !h.is_empty() => None,
+        _ if request.version == 0 => None,
+        _ => Some(HandshakeError::MissingHost),
+    };
+    if let Some(e) = host_error {
+        return HttpResponse {
+            status: e.status(),
+            bytes: e.response(),
+        };
     }
     let protected = matches!(request.path(), "/status" | "/metrics");
     if protected {
@@ -57,36 +87,32 @@ pub(crate) fn respond(shared: &Shared, request: &Request, peer: SocketAddr) -> H
                 e.status(),
                 e.reason()
             );
-            return text(e.status(), e.reason(), &[]);
+            return HttpResponse::refusal(e.status(), e.reason(), e.headers());
         }
     }
     match request.path() {
         "/status" => {
             let body = status::document(shared).to_string();
-            response(200, "application/json", body.as_bytes(), head_only)
+            HttpResponse::new(200, "application/json", body.as_bytes())
         }
         "/metrics" => {
             let body = status::metrics(shared);
-            response(
+            HttpResponse::new(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
                 body.as_bytes(),
-                head_only,
             )
         }
-        "/health" if shared.is_shutting_down() => text(503, "shutting down", &[]),
-        "/health" => response(200, "text/plain; charset=utf-8", b"ok\n", head_only),
-        "/" if shared.config.mode == Mode::Hydrogen => response(
-            200,
-            "text/html; charset=utf-8",
-            STATUS_PAGE.as_bytes(),
-            head_only,
-        ),
+        "/health" if shared.is_shutting_down() => HttpResponse::refusal(503, "shutting down", &[]),
+        "/health" => HttpResponse::new(200, "text/plain; charset=utf-8", b"ok\n"),
+        "/" if shared.config.mode == Mode::Hydrogen => {
+            HttpResponse::new(200, "text/html; charset=utf-8", STATUS_PAGE.as_bytes())
+        }
         "/" => HttpResponse {
             status: 426,
             bytes: HandshakeError::MissingUpgrade.response(),
         },
-        _ => text(404, "not found: try /, /status, /metrics or /health", &[]),
+        _ => HttpResponse::refusal(404, "not found: try /, /status, /metrics or /health", &[]),
     }
 }
 

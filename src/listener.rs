@@ -82,6 +82,7 @@ pub(crate) fn accept_loop(shared: &Arc<Shared>, jobs: Sender<Job>) {
 
 fn refuse_full(shared: &Shared, queue: &Sender<Socket>, socket: Socket, peer: SocketAddr) {
     Stats::bump(&shared.stats.refused_full);
+    shared.stats.refused(503);
     warning!(
         "connection from {peer}: refused 503, all {} workers are busy",
         shared.config.threads

@@ -27,11 +27,12 @@ pub struct Stats {
     pub connections_total: AtomicU64,
     /// Handshakes completed (101 sent).
     pub upgrades: AtomicU64,
-    /// Plain HTTP requests answered (status, metrics, health, page).
+    /// Plain HTTP requests answered (status, metrics, health, page), whatever the status.
     pub http_requests: AtomicU64,
     /// Connections refused with 503 because every worker was busy.
     pub refused_full: AtomicU64,
-    /// Requests refused with an HTTP error status (503 for a full server included).
+    /// Upgrade requests (and requests too broken or too slow to tell) refused with an HTTP error status,
+    /// 503 for a full server included. Plain HTTP requests are counted in `http_requests` instead.
     pub refused_handshake: AtomicU64,
     /// Connections closed because the peer broke the protocol (close code 1002, 1007, 1009).
     pub protocol_errors: AtomicU64,
@@ -71,9 +72,22 @@ impl Stats {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// Counts a refusal with HTTP `status`.
+    /// Counts a refusal with HTTP `status` of a request that asked for a WebSocket (or of one that
+    /// could not be read).
     pub(crate) fn refused(&self, status: u16) {
         Self::bump(&self.refused_handshake);
+        self.count_status(status);
+    }
+
+    /// Counts a plain HTTP request answered with `status` (an error status among the refusals too).
+    pub(crate) fn answered_http(&self, status: u16) {
+        Self::bump(&self.http_requests);
+        if status >= 400 {
+            self.count_status(status);
+        }
+    }
+
+    fn count_status(&self, status: u16) {
         if let Some(c) = self.refusals.get(bucket(&STATUSES, status)) {
             Self::bump(c);
         }
@@ -284,6 +298,7 @@ fn build_document(shared: &Shared) -> Value {
             "upgrades": s.upgrades,
             "http": s.http_requests,
             "refused": s.refused_handshake,
+            "refused_full": s.refused_full,
         },
         "messages": { "in": s.messages_in, "out": s.messages_out },
         "bytes": { "in": s.bytes_in, "out": s.bytes_out },

@@ -330,6 +330,83 @@ fn http_endpoints() {
     server.shutdown();
 }
 
+fn http_raw(server: &Server, request: &str) -> support::HttpResponse {
+    let mut c = RawClient::connect(server.local_addr());
+    c.send_raw(request.as_bytes());
+    c.read_response().expect("response")
+}
+
+#[test]
+fn plain_http_follows_the_rfc_edges() {
+    let server = start(hydrogen_config());
+
+    // HEAD: the GET's head, Content-Length included, and no body, errors too.
+    for (target, status) in [("/health", 200), ("/nope", 404), ("/status", 401)] {
+        let r = http_raw(
+            &server,
+            &format!("HEAD {target} HTTP/1.1\r\nHost: x\r\n\r\n"),
+        );
+        assert_eq!(r.status, status, "HEAD {target}");
+        assert_ne!(r.header("content-length"), Some("0"), "HEAD {target}");
+        assert_eq!(r.body, "", "HEAD {target}");
+    }
+
+    // A 401 names the scheme it wants.
+    let r = http_get(&server, "/status", "");
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Key realm=\"hydrogen-ws\"")
+    );
+    let (status, r) = upgrade_status(&server, "/", "");
+    assert_eq!(status, 401);
+    assert!(r.header("www-authenticate").is_some());
+
+    // An upgrade to something other than WebSocket (an HTTP/2 client's h2c) is ignored.
+    let r = http_get(
+        &server,
+        "/health",
+        "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n",
+    );
+    assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
+
+    // Absolute-form targets are served; the key in their query counts.
+    assert_eq!(http_get(&server, "http://x/health", "").status, 200);
+    assert_eq!(
+        http_get(&server, "http://x/status?key=s3cret-key", "").status,
+        200
+    );
+
+    // HTTP/1.1 needs exactly one Host; HTTP/1.0 may go without.
+    let r = http_raw(&server, "GET /health HTTP/1.1\r\n\r\n");
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("Host"), "{}", r.body);
+    let r = http_raw(
+        &server,
+        "GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        http_raw(&server, "GET /health HTTP/1.0\r\n\r\n").status,
+        200
+    );
+
+    // A browser behind a proxy with Basic auth still gets in with ?key=.
+    let (status, _) = upgrade_status(
+        &server,
+        "/?key=s3cret-key",
+        "Authorization: Basic dXNlcjpwYXNz\r\n",
+    );
+    assert_eq!(status, 101);
+
+    // Counted once each: plain requests (any status) as http, refused upgrades as refused.
+    let stats = server.handle().stats();
+    assert_eq!(stats.http_requests, 10);
+    assert_eq!(stats.refused_handshake, 1);
+    assert_eq!(stats.upgrades, 1);
+    server.shutdown();
+}
+
 /// Every line is a comment (`# HELP name text` / `# TYPE name kind`) or a sample `name{labels} value`,
 /// and every sample's metric was declared by a TYPE line.
 fn check_prometheus(text: &str) {
