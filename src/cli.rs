@@ -56,7 +56,7 @@ const OPTIONS: &[Opt] = &[
     Opt {
         flag: "--allowed-origins",
         value: "LIST",
-        help: "comma-separated browser origins allowed to connect; empty = any",
+        help: "comma-separated browser origins allowed to connect; empty or * = any",
     },
     Opt {
         flag: "--threads",
@@ -241,14 +241,27 @@ pub fn parse(
             given.push((opt, inline.unwrap_or_else(|| "true".to_string())));
             continue;
         }
-        let value = match inline.or_else(|| args.next()) {
+        let value = match inline {
             Some(v) => v,
-            None => {
-                return Err(ConfigError::new(
-                    opt.flag,
-                    format!("needs a value ({})", opt.value),
-                ))
-            }
+            None => match args.next() {
+                Some(v) if v.starts_with("--") => {
+                    return Err(ConfigError::new(
+                        opt.flag,
+                        format!(
+                            "needs a value ({}), not the option '{v}' (write {}=VALUE for a value \
+                             that starts with --)",
+                            opt.value, opt.flag
+                        ),
+                    ))
+                }
+                Some(v) => v,
+                None => {
+                    return Err(ConfigError::new(
+                        opt.flag,
+                        format!("needs a value ({})", opt.value),
+                    ))
+                }
+            },
         };
         given.push((opt, value));
     }
@@ -295,11 +308,21 @@ pub fn parse(
             }
             "protocol" => config.protocol = value.trim().to_string(),
             "allowed-origins" => {
-                config.allowed_origins = value
+                let origins: Vec<String> = value
                     .split(',')
                     .map(|o| o.trim().trim_end_matches('/').to_string())
                     .filter(|o| !o.is_empty())
                     .collect();
+                // `*` is what people write for "any origin", which is what no list means.
+                config.allowed_origins = match origins.iter().any(|o| o == "*") {
+                    false => origins,
+                    true if origins.len() == 1 => Vec::new(),
+                    true => {
+                        return Err(bad(
+                            "'*' allows any origin: give it alone, or list the origins".to_string(),
+                        ))
+                    }
+                };
             }
             "ping-interval" => {
                 let d = duration(&value)?;
@@ -367,6 +390,67 @@ mod tests {
             parse(vec!["--key".into(), "short".into()], none).map_err(|e| e.option),
             Err("--key")
         );
+    }
+
+    #[test]
+    fn a_key_and_no_auth_contradict_each_other() {
+        let key = |k: &str| (k == "WEBSOCKET_KEY").then(|| "s3cret-key".to_string());
+        let err = parse(vec!["--no-auth".to_string()], key).map(|_| ());
+        assert_eq!(err.map_err(|e| e.option), Err("--no-auth"));
+        let args = ["--key", "s3cret-key", "--no-auth"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            parse(args, |_| None).map(|_| ()).map_err(|e| e.option),
+            Err("--no-auth")
+        );
+    }
+
+    #[test]
+    fn an_option_is_not_taken_for_a_value() {
+        let Err(e) = run(&["--key", "--no-auth"]) else {
+            panic!("--no-auth taken as the key")
+        };
+        assert_eq!(e.option, "--key");
+        assert!(e.to_string().contains("--key=VALUE"), "{e}");
+        let Ok(Command::Run(c, _)) = run(&["--key=--s3cret-key"]) else {
+            panic!()
+        };
+        assert_eq!(c.key.as_deref(), Some("--s3cret-key"));
+    }
+
+    #[test]
+    fn a_star_allows_any_origin() {
+        let Ok(Command::Run(c, _)) = run(&["--allowed-origins", "*"]) else {
+            panic!()
+        };
+        assert!(c.allowed_origins.is_empty());
+        let Ok(Command::Run(c, _)) =
+            run(&["--allowed-origins", "https://a.example, https://b.example/"])
+        else {
+            panic!()
+        };
+        assert_eq!(
+            c.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(
+            run(&["--allowed-origins", "*,https://a.example"]).map_err(|e| e.option),
+            Err("--allowed-origins")
+        );
+    }
+
+    #[test]
+    fn the_pending_limit_cannot_overflow() {
+        let Ok(Command::Run(c, _)) = run(&[
+            "--max-message-size",
+            "18446744073709551615",
+            "--max-frame-size",
+            "1MiB",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(c.limits.max_pending(), usize::MAX);
     }
 
     #[test]

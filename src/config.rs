@@ -85,7 +85,7 @@ impl Limits {
     /// Most bytes a connection may have queued for a client that is not reading fast enough: one whole
     /// largest message (so an echo of it always fits), and at least 1 MiB.
     pub fn max_pending(&self) -> usize {
-        (self.max_message_size + 14).max(1 << 20)
+        self.max_message_size.saturating_add(14).max(1 << 20)
     }
 
     /// The handshake parser's share of these limits.
@@ -239,6 +239,12 @@ impl Config {
             return Err(ConfigError::new(
                 "--shutdown-timeout",
                 "must be more than 0",
+            ));
+        }
+        if self.key.is_some() && self.no_auth {
+            return Err(ConfigError::new(
+                "--no-auth",
+                "contradicts the key that is set (--key, HYDROGEN_WS_KEY or WEBSOCKET_KEY): drop one",
             ));
         }
         if let Some(key) = &self.key {
@@ -416,6 +422,9 @@ mod tests {
         );
         c.no_auth = true;
         assert_eq!(c.validate(), Ok(()));
+        c.key = Some("s3cret-key".into());
+        assert_eq!(c.validate().map_err(|e| e.option), Err("--no-auth"));
+        c.no_auth = false;
         c.key = Some("short".into());
         assert_eq!(c.validate().map_err(|e| e.option), Err("--key"));
         c.key = Some("has a space".into());

@@ -7,7 +7,30 @@ use hydrogen_ws::log::{self, Level};
 use hydrogen_ws::{Echo, Hydrogen, Mode, Server, Signals, Watchdog};
 
 fn main() -> ExitCode {
-    let command = cli::parse(std::env::args().skip(1), |k| std::env::var(k).ok());
+    let args: Result<Vec<String>, _> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect();
+    let args = match args {
+        Ok(args) => args,
+        Err(bad) => {
+            eprintln!("hydrogen-ws: the argument {bad:?} is not valid UTF-8");
+            return ExitCode::from(2);
+        }
+    };
+    let not_unicode = std::cell::RefCell::new(Vec::new());
+    let command = cli::parse(args, |k| match std::env::var(k) {
+        Ok(v) => Some(v),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            not_unicode.borrow_mut().push(k.to_string());
+            None
+        }
+    });
+    if let Some(name) = not_unicode.borrow().first() {
+        eprintln!("hydrogen-ws: the environment variable {name} is not valid UTF-8");
+        return ExitCode::from(2);
+    }
     let (config, level) = match command {
         Ok(Command::Run(config, level)) => (*config, level),
         Ok(Command::Help) => {
