@@ -1041,6 +1041,9 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
     let mut small_reads = 0u32;
     // Whether reads wait at most SHRINK_IDLE (the buffer is grown) instead of the idle timeout.
     let mut quiet_check = false;
+    // Whether the read timeout is what remained of the idle timeout after a quiet check (restored to
+    // the whole idle timeout once the client sends again).
+    let mut idle_shortened = false;
     loop {
         if session.state() == SessionState::Open && shared.is_shutting_down() {
             if !conn.close_was_sent() {
@@ -1160,6 +1163,9 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
         match conn.read(&mut buf[end..]) {
             Ok(0) => return end_of_input(shared, conn, &mut session, &mut buf),
             Ok(n) => {
+                if std::mem::take(&mut idle_shortened) {
+                    let _ = conn.socket.set_read_timeout(limits.idle_timeout);
+                }
                 filled = end + n == buf.len();
                 small_reads = if n < MIN_READ_BUF { small_reads + 1 } else { 0 };
                 end += n;
@@ -1183,7 +1189,13 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
                         small_reads = 0;
                     }
                     release_batch_buffer();
-                    let _ = conn.socket.set_read_timeout(limits.idle_timeout);
+                    // The client has been quiet for SHRINK_IDLE already: the idle timeout counts it.
+                    // (A quiet check is only made when the idle timeout is longer than SHRINK_IDLE.)
+                    let rest = limits
+                        .idle_timeout
+                        .map(|t| t.saturating_sub(SHRINK_IDLE).max(Duration::from_millis(1)));
+                    idle_shortened = rest.is_some();
+                    let _ = conn.socket.set_read_timeout(rest);
                     continue;
                 }
                 Stats::bump(&shared.stats.idle_timeouts);

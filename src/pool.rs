@@ -254,15 +254,30 @@ pub(crate) fn join_until(threads: Vec<JoinHandle<()>>, deadline: Instant) {
 }
 
 /// One worker: registers its connections in registry slot `slot`, which is its own while it lives.
-fn worker(shared: &Arc<Shared>, slot: usize) {
+fn worker(shared: &Arc<Shared>, mut slot: usize) {
     let pool = &shared.pool;
     loop {
         let job = match pool.jobs_rx.recv_timeout(RETIRE_AFTER) {
             Ok(job) => job,
             Err(RecvTimeoutError::Timeout) => {
+                // The slot goes back before the worker leaves the count: a worker started the moment
+                // the count drops must find one free, or its client would get a 503 with room to spare.
+                lock(&pool.free_slots).push(slot);
                 if pool.try_retire() {
-                    lock(&pool.free_slots).push(slot);
                     return;
+                }
+                // Still needed. While it is counted and holds no slot, at least one slot is free.
+                match lock(&pool.free_slots).pop() {
+                    Some(free) => slot = free,
+                    None => {
+                        pool.update(|c| {
+                            Some(Counts {
+                                spawned: c.spawned.saturating_sub(1),
+                                ..c
+                            })
+                        });
+                        return;
+                    }
                 }
                 continue;
             }

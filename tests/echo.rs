@@ -210,6 +210,8 @@ fn workers_start_on_demand_up_to_the_capacity() {
     let _ = std::io::Read::read_to_string(&mut extra, &mut response);
     assert!(response.starts_with("HTTP/1.1 503"), "{response}");
     assert_eq!(workers(), Some(12));
+    let stats = server.handle().stats();
+    assert_eq!((stats.refused_full, stats.refused_handshake), (1, 1));
     drop(more);
     server.shutdown();
 }
@@ -235,6 +237,26 @@ fn after_a_large_message_the_connection_still_echoes_and_idles_out_on_time() {
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_millis(1400),
+        "closed after {waited:?}"
+    );
+    server.shutdown();
+}
+
+#[test]
+fn after_a_large_message_silence_is_closed_at_the_idle_timeout_not_later() {
+    let mut cfg = config();
+    cfg.limits.idle_timeout = Some(Duration::from_millis(1000));
+    let server = server_with(cfg, hydrogen_ws::Echo);
+    let mut c = RawClient::open(server.local_addr());
+    let big = vec![7u8; 300_000];
+    c.send_frame(true, OpCode::Binary, &big);
+    assert_eq!(c.read_frame().expect("echo").payload, big);
+    // The grown buffer's quiet check (after 500 ms) must not restart the idle clock.
+    let started = std::time::Instant::now();
+    assert_eq!(c.read_close().expect("close"), Some(1001));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_millis(1400),
         "closed after {waited:?}"
     );
     server.shutdown();
