@@ -327,8 +327,9 @@ fn server_binary() -> String {
     release.join("hydrogen-ws").to_string_lossy().into_owned()
 }
 
-/// The peer: thread-per-connection tungstenite echo (read a message, send it back, which flushes).
-fn tungstenite_server() {
+/// A built-in server's accept loop: reports its address the way ours does, then serves each
+/// connection on a thread of its own (`stack_size`: the default when `None`).
+fn accept_loop(stack_size: Option<usize>, serve: fn(TcpStream)) {
     raise_nofile();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     eprintln!(
@@ -338,23 +339,32 @@ fn tungstenite_server() {
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         let _ = stream.set_nodelay(true);
-        thread::spawn(move || {
-            let Ok(mut ws) = tungstenite::accept(stream) else {
-                return;
-            };
-            loop {
-                match ws.read() {
-                    Ok(msg) if msg.is_binary() || msg.is_text() => {
-                        if ws.send(msg).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => return,
-                }
-            }
-        });
+        let mut builder = thread::Builder::new();
+        if let Some(size) = stack_size {
+            builder = builder.stack_size(size);
+        }
+        let _ = builder.spawn(move || serve(stream));
     }
+}
+
+/// The peer: thread-per-connection tungstenite echo (read a message, send it back, which flushes).
+fn tungstenite_server() {
+    accept_loop(None, |stream| {
+        let Ok(mut ws) = tungstenite::accept(stream) else {
+            return;
+        };
+        loop {
+            match ws.read() {
+                Ok(msg) if msg.is_binary() || msg.is_text() => {
+                    if ws.send(msg).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
 }
 
 /// The `floor` row: the least work a thread-per-connection echo server can do, to show what this
@@ -363,19 +373,9 @@ fn tungstenite_server() {
 /// send all their echoes in one write. It validates nothing (no UTF-8, no control frames, no limits)
 /// and trusts the client to send well-formed masked frames, which this bench's client does.
 fn floor_server() {
-    raise_nofile();
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    eprintln!(
-        "listening on ws://{}",
-        listener.local_addr().expect("local addr")
-    );
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let _ = stream.set_nodelay(true);
-        let _ = thread::Builder::new()
-            .stack_size(128 * 1024)
-            .spawn(move || floor_echo(stream));
-    }
+    accept_loop(Some(128 * 1024), |stream| {
+        let _ = floor_echo(stream);
+    });
 }
 
 fn floor_echo(mut stream: TcpStream) -> io::Result<()> {
