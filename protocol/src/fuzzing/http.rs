@@ -57,8 +57,20 @@ fn handshake_with(data: &[u8], limits: &HandshakeLimits) {
             assert!(head.ends_with(b"\r\n\r\n"));
             assert!(!head[..consumed - 1].windows(4).any(|w| w == b"\r\n\r\n"));
             assert!(consumed <= limits.max_head_bytes);
+            // The target's parts are pieces of it (an absolute-form one loses only its scheme and
+            // authority), and the path is never empty.
+            let path = request.path();
+            assert!(!path.is_empty());
+            assert!(path == "/" || request.target.contains(path));
+            if let Some(query) = request.query() {
+                assert!(request.target.ends_with(query));
+            }
             match request.websocket() {
-                Ok(upgrade) => check_accept(&request, &upgrade),
+                Ok(upgrade) => {
+                    assert!(request.wants_upgrade());
+                    assert!(path.starts_with('/'));
+                    check_accept(&request, &upgrade)
+                }
                 Err(e) => check_refusal(e),
             }
         }
