@@ -163,6 +163,16 @@ fn handshake_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("post", swap("GET ", "POST ")),
         ("http10", swap("HTTP/1.1", "HTTP/1.0")),
+        (
+            "absolute-form-target",
+            swap("GET /chat", "GET http://server.example.com/chat"),
+        ),
+        (
+            "h2c-upgrade",
+            b"GET /health HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+              Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"
+                .to_vec(),
+        ),
         ("version-8", swap("Version: 13", "Version: 8")),
         (
             "bad-key",
