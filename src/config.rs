@@ -98,7 +98,8 @@ impl Limits {
     }
 }
 
-/// Everything the server needs to run. `Config::default()` is a working configuration.
+/// Everything the server needs to run. `Config::default()` holds the defaults of every limit; it runs
+/// as it is in echo mode, while hydrogen mode (the default mode) also needs a `key` or `no_auth`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Address to listen on; port 0 picks a free port.

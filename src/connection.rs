@@ -29,9 +29,12 @@ use crate::status::Stats;
 pub enum SendError {
     /// A close frame was already sent, or the connection broke: nothing more may be written.
     Closed,
-    /// The client did not take the data within the send timeout, or let more than the pending limit
-    /// pile up; it has been evicted.
+    /// The client took nothing for the send timeout while data waited for it, or had more than the
+    /// pending limit still queued when more came; it has been evicted.
     Evicted,
+    /// [`Conn::close`] was given a code that must not be sent (1005, 1006, 1015, or one outside the
+    /// ranges of RFC 6455 section 7.4); nothing was sent.
+    BadCloseCode(u16),
     /// The socket failed.
     Io(io::Error),
 }
@@ -41,6 +44,7 @@ impl std::fmt::Display for SendError {
         match self {
             SendError::Closed => f.write_str("connection is closing"),
             SendError::Evicted => f.write_str("client is not reading; evicted"),
+            SendError::BadCloseCode(code) => write!(f, "close code {code} may not be sent"),
             SendError::Io(e) => write!(f, "send failed: {e}"),
         }
     }
@@ -68,6 +72,11 @@ thread_local! {
     /// The frames held back during the batch (all for the connection this worker serves), in order. Kept
     /// between batches while the connection is busy; freed when it goes quiet ([`release_batch_buffer`]).
     static BATCH_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether this thread is a worker serving a connection now (its handler is running, or its read loop).
+pub(crate) fn serving_here() -> bool {
+    SERVING.with(Cell::get) != 0
 }
 
 /// Gives the batch buffer's memory back (the connection went quiet or ended).
@@ -288,6 +297,9 @@ impl Conn {
     /// Starts the closing handshake with `code` and `reason` (truncated to fit a control frame). The
     /// connection ends when the client answers, or at the latest a short linger later.
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        if !code.is_sendable() {
+            return Err(SendError::BadCloseCode(code.0));
+        }
         let payload = close_payload(code, reason);
         self.send_frame(OpCode::Close, payload.as_bytes())?;
         self.stats.close_sent(code);
@@ -456,7 +468,9 @@ impl Conn {
         } else {
             self.flush(w)?;
         }
-        if w.queued() + (total - taken) > self.max_pending {
+        // The limit is on what the client left untaken: one frame is always accepted (the caller's
+        // own worker then waits for it), so a message larger than the limit is not a reason to evict.
+        if w.queued() > self.max_pending {
             return Err(self.evict(w, "it let more than the pending limit pile up"));
         }
         w.hold(header, payload, taken);
@@ -485,13 +499,23 @@ impl Conn {
     }
 
     /// Writes queued bytes without blocking until the socket stops taking them.
+    /// Any progress restarts the send-timeout clock: a client that reads slowly is not one that stopped.
     fn flush(&self, w: &mut WriteState) -> Result<(), SendError> {
+        let mut took = false;
         while w.queued() > 0 {
             match self.socket.send_with_flags(&w.pending[w.done..], SEND_NOW) {
                 Ok(0) => return Err(self.fail_write(w, io::ErrorKind::WriteZero.into())),
-                Ok(n) => w.done += n,
+                Ok(n) => {
+                    w.done += n;
+                    took = true;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if took {
+                        w.stalled_since = Some(Instant::now());
+                    }
+                    return Ok(());
+                }
                 Err(e) => return Err(self.fail_write(w, e)),
             }
         }

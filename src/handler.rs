@@ -7,9 +7,10 @@ use crate::connection::Conn;
 /// What the server calls for each connection. One handler serves every connection, from many worker
 /// threads at once, so it is `Send + Sync`; per-connection state can be keyed on [`Conn::id`].
 ///
-/// Callbacks run on the connection's worker thread: a slow callback delays only that connection.
-/// A panic in a callback closes that connection and is counted; the worker and every other connection
-/// carry on.
+/// Callbacks run on the connection's worker thread (except [`Handler::on_subscription_due`], which
+/// runs on the ticker thread): a slow callback delays only that connection. A panic in a callback
+/// closes that connection and is counted (`handler_panics`); the worker, the ticker and every other
+/// connection carry on.
 pub trait Handler: Send + Sync + 'static {
     /// The upgrade succeeded; the connection is open.
     fn on_open(&self, _conn: &Conn) {}

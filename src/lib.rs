@@ -1,5 +1,5 @@
-//! hydrogen-ws: a WebSocket server (RFC 6455) over blocking sockets on a fixed thread pool, built to stop
-//! in milliseconds.
+//! hydrogen-ws: a WebSocket server (RFC 6455) over blocking sockets on a thread pool of fixed capacity
+//! (workers start on demand, one per connection), built to stop in milliseconds.
 //!
 //! ```text
 //!  acceptor thread ──accept──> pool (N workers, crossbeam channel) ──> connection (one per worker)

@@ -92,7 +92,8 @@ fn main() -> ExitCode {
     if open {
         hydrogen_ws::log_at!(
             Level::Warn,
-            "no key configured: ANY client may connect (--no-auth). Set --key or WEBSOCKET_KEY to require one."
+            "no key configured: ANY client may connect ({}). Set --key or WEBSOCKET_KEY to require one.",
+            if mode == Mode::Echo { "echo mode" } else { "--no-auth" }
         );
     }
     if let Err(e) = signals.wait() {

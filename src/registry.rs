@@ -14,8 +14,9 @@ use crate::connection::Conn;
 pub struct Registry {
     slots: Box<[Mutex<Option<Arc<Conn>>>]>,
     live: AtomicUsize,
-    /// Woken when `live` drops to zero (the shutdown sequence waits on it).
+    /// Woken when `live` drops to `wait_for` (the shutdown sequence waits on it).
     waiter: Mutex<Option<Thread>>,
+    wait_for: AtomicUsize,
 }
 
 impl Registry {
@@ -25,6 +26,7 @@ impl Registry {
             slots: (0..capacity).map(|_| Mutex::new(None)).collect(),
             live: AtomicUsize::new(0),
             waiter: Mutex::new(None),
+            wait_for: AtomicUsize::new(0),
         }
     }
 
@@ -47,14 +49,17 @@ impl Registry {
             return;
         };
         let old = s.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if old.is_some() && self.live.fetch_sub(1, Ordering::SeqCst) == 1 {
-            if let Some(t) = self
-                .waiter
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .as_ref()
-            {
-                t.unpark();
+        if old.is_some() {
+            let now_live = self.live.fetch_sub(1, Ordering::SeqCst) - 1;
+            if now_live <= self.wait_for.load(Ordering::SeqCst) {
+                if let Some(t) = self
+                    .waiter
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_ref()
+                {
+                    t.unpark();
+                }
             }
         }
         // `old` drops here, after the slot lock is released: closing the descriptor is not done under it.
@@ -69,12 +74,14 @@ impl Registry {
             .collect()
     }
 
-    /// Blocks the calling thread until no connection is registered or `deadline` passes; returns whether
-    /// the registry emptied.
-    pub(crate) fn wait_empty(&self, deadline: std::time::Instant) -> bool {
+    /// Blocks the calling thread until at most `at_most` connections are registered (0: none; 1 when
+    /// the caller is a worker whose own connection stays until it returns) or `deadline` passes;
+    /// returns whether that many were left. One thread waits at a time (the shutdown sequence).
+    pub(crate) fn wait_until(&self, at_most: usize, deadline: std::time::Instant) -> bool {
+        self.wait_for.store(at_most, Ordering::SeqCst);
         *self.waiter.lock().unwrap_or_else(PoisonError::into_inner) = Some(std::thread::current());
         let emptied = loop {
-            if self.live() == 0 {
+            if self.live() <= at_most {
                 break true;
             }
             let now = std::time::Instant::now();

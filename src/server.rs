@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -76,6 +76,8 @@ pub(crate) struct Shared {
     pub(crate) started_at: Instant,
     pub(crate) status_cache: Mutex<Option<(Instant, serde_json::Value)>>,
     next_id: AtomicU64,
+    /// The `Server` value was dropped (only handles remain).
+    server_dropped: AtomicBool,
 }
 
 impl Shared {
@@ -100,8 +102,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Validates `config`, binds the listening socket and starts the acceptor and every worker. Returns
-    /// once the server accepts connections.
+    /// Validates `config`, binds the listening socket and starts the acceptor, the ticker and a few
+    /// spare workers (the others start with their connections, up to `config.threads`). Returns once
+    /// the server accepts connections.
     pub fn start(config: Config, handler: impl Handler) -> Result<Server, ServerError> {
         config.validate()?;
         let listener =
@@ -125,6 +128,7 @@ impl Server {
             started_at: Instant::now(),
             status_cache: Mutex::new(None),
             next_id: AtomicU64::new(1),
+            server_dropped: AtomicBool::new(false),
             config,
         });
         Pool::start(&shared).map_err(ServerError::Spawn)?;
@@ -177,8 +181,10 @@ impl Server {
 }
 
 impl Drop for Server {
-    /// A running server keeps running; after a shutdown, the parked idle workers are let go.
+    /// A running server keeps running; after a shutdown, the parked idle workers are let go. (Before
+    /// one, a [`ServerHandle::shutdown`] to come lets them go itself: nobody else is left to.)
     fn drop(&mut self) {
+        self.shared.server_dropped.store(true, Ordering::SeqCst);
         if self.shared.is_shutting_down() {
             self.shared.pool.release_workers(Instant::now());
         }
@@ -243,7 +249,13 @@ impl ServerHandle {
     /// and returns its report. Safe to call from several threads: one runs it, the others get the same
     /// report.
     pub fn shutdown(&self) -> ShutdownReport {
-        shutdown::run(&self.shared)
+        let report = shutdown::run(&self.shared);
+        // With the `Server` gone, no drop is left to release the parked workers: do it here, without
+        // waiting for them.
+        if self.shared.server_dropped.load(Ordering::SeqCst) {
+            self.shared.pool.release_workers(Instant::now());
+        }
+        report
     }
 
     /// Whether a shutdown has started.

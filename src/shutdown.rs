@@ -152,6 +152,9 @@ pub(crate) fn run(shared: &Shared) -> ShutdownReport {
         return report.clone().unwrap_or_default();
     }
     let t0 = Instant::now();
+    // Called from a handler, the caller's own connection stays registered until the handler returns:
+    // the waits below leave it out (it has its 1001 like everyone else).
+    let own = usize::from(crate::connection::serving_here());
     let timeout = shared.config.shutdown_timeout;
     let deadline = t0 + timeout;
     // Workers stop waiting for their close frame to leave with a quarter of the budget to spare.
@@ -200,7 +203,7 @@ pub(crate) fn run(shared: &Shared) -> ShutdownReport {
     // 3. Clients answer: a client that replies with its own close frame (and closes, as browsers do)
     //    completes the closing handshake; its worker sees that, closes cleanly and leaves.
     let answer_deadline = (t_frames + answer_grace(timeout)).min(state.linger_until());
-    shared.registry.wait_empty(answer_deadline);
+    shared.registry.wait_until(own, answer_deadline);
     let t_answers = Instant::now();
 
     // 4. Everyone else: shutdown(Both), so every worker still blocked in read() wakes at once.
@@ -210,8 +213,8 @@ pub(crate) fn run(shared: &Shared) -> ShutdownReport {
     let t2 = Instant::now();
 
     // 3. Wait for the workers to let go of their connections.
-    if !shared.registry.wait_empty(deadline) {
-        report.unfinished = shared.registry.live();
+    if !shared.registry.wait_until(own, deadline) {
+        report.unfinished = shared.registry.live().saturating_sub(own);
     }
     let t3 = Instant::now();
     report.answered = state.answered.load(Ordering::SeqCst);

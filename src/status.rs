@@ -286,7 +286,8 @@ fn build_document(shared: &Shared) -> Value {
         "uptime_s": shared.started_at.elapsed().as_secs_f64(),
         "listen": shared.local_addr.to_string(),
         "mode": c.mode.as_str(),
-        "protocol": c.protocol,
+        // Echo mode never negotiates a subprotocol.
+        "protocol": (c.mode == crate::config::Mode::Hydrogen).then_some(c.protocol.as_str()),
         "shutting_down": shared.is_shutting_down(),
         "connections": {
             "active": shared.registry.live(),

@@ -2,10 +2,15 @@
 //! clients left queued (evicting those stalled past the send timeout), send heartbeat pings, close
 //! connections whose pong is overdue, and fire periodic subscriptions. It never blocks on a client.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hydrogen_ws_protocol::CloseCode;
+
+use crate::log::error;
 use crate::server::Shared;
+use crate::status::Stats;
 
 /// How often the ticker runs.
 pub(crate) const TICK: Duration = Duration::from_millis(50);
@@ -17,7 +22,17 @@ pub(crate) fn run(shared: &Arc<Shared>) {
     while !shared.is_shutting_down() {
         let now = Instant::now();
         for conn in shared.registry.snapshot() {
-            conn.tick(shared, now);
+            // A handler's on_subscription_due runs here: its panic ends its own connection, not the
+            // ticker (which every connection's heartbeat, queue and subscriptions depend on).
+            if catch_unwind(AssertUnwindSafe(|| conn.tick(shared, now))).is_err() {
+                Stats::bump(&shared.stats.handler_panics);
+                error!(
+                    "connection {} from {}: a panic in the handler's on_subscription_due; closing with 1011",
+                    conn.id(),
+                    conn.peer_addr()
+                );
+                let _ = conn.close(CloseCode::INTERNAL_ERROR, "internal error");
+            }
         }
         if now.duration_since(last_trim) >= TRIM_EVERY {
             last_trim = now;

@@ -310,3 +310,152 @@ fn replies_held_back_in_a_batch_leave_before_a_close_sent_after_them() {
     assert_eq!(handler.messages.load(SeqCst), 1);
     assert_eq!(handler.accepted_after_close.load(SeqCst), 0);
 }
+
+/// Answers every message with `self.0` bytes (a reply far larger than anything it would accept).
+struct BigReply(usize);
+impl Handler for BigReply {
+    fn on_message(&self, conn: &Conn, _message: Message<'_>) {
+        let reply: Vec<u8> = (0..self.0).map(|i| (i % 251) as u8).collect();
+        conn.send_binary(&reply).expect("the reply goes out");
+    }
+}
+
+/// Reads one binary message of `len` bytes, `chunk` bytes at a time with `pause` after each read.
+fn read_slowly(stream: &mut std::net::TcpStream, len: usize, chunk: usize, pause: Duration) {
+    use std::io::Read;
+    let header = if len > 0xFFFF { 10 } else { 4 };
+    let mut got = Vec::with_capacity(len + header);
+    let mut buf = vec![0u8; chunk];
+    while got.len() < len + header {
+        let n = stream.read(&mut buf).expect("read");
+        assert!(n > 0, "EOF after {} of {} bytes", got.len(), len + header);
+        got.extend_from_slice(&buf[..n]);
+        std::thread::sleep(pause);
+    }
+    assert_eq!(got[0], 0x82, "a binary frame, not a close");
+    assert!(got[header..]
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == (i % 251) as u8));
+}
+
+#[test]
+fn a_reply_larger_than_the_pending_limit_reaches_a_reading_client() {
+    // The pending limit is 1 MiB here; the reply is 8.
+    let server = server_with(config(), BigReply(8 << 20));
+    let mut c = RawClient::open(server.local_addr());
+    c.send_frame(true, OpCode::Text, b"big one, please");
+    read_slowly(&mut c.stream, 8 << 20, 256 * 1024, Duration::ZERO);
+    c.send_frame(true, OpCode::Text, b"again");
+    read_slowly(&mut c.stream, 8 << 20, 256 * 1024, Duration::ZERO);
+    assert_eq!(server.handle().stats().evicted, 0);
+    server.shutdown();
+}
+
+#[test]
+fn a_client_that_reads_slowly_is_not_evicted_as_one_that_stopped() {
+    let mut cfg = config();
+    cfg.limits.max_message_size = 32 << 20;
+    cfg.limits.max_frame_size = 32 << 20;
+    cfg.limits.send_timeout = Duration::from_millis(200);
+    let server = server_with(cfg, BigReply(16 << 20));
+    let mut c = RawClient::open(server.local_addr());
+    c.send_frame(true, OpCode::Text, b"big one, please");
+    // 64 KiB every 5 ms: the 16 MiB take over a second, far longer than the send timeout, but the
+    // client never stops taking them.
+    read_slowly(&mut c.stream, 16 << 20, 64 * 1024, Duration::from_millis(5));
+    assert_eq!(server.handle().stats().evicted, 0);
+    server.shutdown();
+}
+
+/// Subscribes each connection to the topic its first message names, every 50 ms; panics when a "boom"
+/// subscription is due, and pushes the topic's name otherwise.
+struct Subscriptions;
+impl Handler for Subscriptions {
+    fn on_message(&self, conn: &Conn, message: Message<'_>) {
+        let topic = String::from_utf8_lossy(message.as_bytes()).into_owned();
+        conn.subscribe(&topic, Some(Duration::from_millis(50)));
+    }
+    fn on_subscription_due(&self, conn: &Conn, topic: &str) {
+        assert_ne!(topic, "boom", "a handler bug");
+        let _ = conn.send_text(topic);
+    }
+}
+
+#[test]
+fn a_panic_in_on_subscription_due_closes_that_connection_and_the_ticker_carries_on() {
+    let server = server_with(config(), Subscriptions);
+    let mut calm = RawClient::open(server.local_addr());
+    calm.send_frame(true, OpCode::Text, b"calm");
+    assert_eq!(calm.read_frame().expect("push").payload, b"calm");
+    let mut boom = RawClient::open(server.local_addr());
+    boom.send_frame(true, OpCode::Text, b"boom");
+    assert_eq!(boom.read_close().expect("close"), Some(1011));
+    assert_eq!(server.handle().stats().handler_panics, 1);
+    // The ticker lives on: the other connection's pushes keep coming.
+    for _ in 0..5 {
+        assert_eq!(calm.read_frame().expect("push").payload, b"calm");
+    }
+    server.shutdown();
+}
+
+/// Shuts the server down from inside a handler and keeps the report.
+struct ShutdownFromHandler(std::sync::Arc<std::sync::Mutex<Option<hydrogen_ws::ShutdownReport>>>);
+impl Handler for ShutdownFromHandler {
+    fn on_message(&self, conn: &Conn, _message: Message<'_>) {
+        let report = conn.server().expect("server is running").shutdown();
+        *self.0.lock().expect("lock") = Some(report);
+    }
+}
+
+#[test]
+fn a_handler_can_shut_the_server_down_without_waiting_for_itself() {
+    let kept = std::sync::Arc::default();
+    let mut cfg = config();
+    cfg.shutdown_timeout = Duration::from_secs(5);
+    let server = server_with(cfg, ShutdownFromHandler(std::sync::Arc::clone(&kept)));
+    let mut other = RawClient::open(server.local_addr());
+    let mut caller = RawClient::open(server.local_addr());
+    caller.send_frame(true, OpCode::Text, b"stop");
+    assert_eq!(caller.read_close().expect("close"), Some(1001));
+    assert_eq!(other.read_close().expect("close"), Some(1001));
+    assert!(support::wait_until(Duration::from_secs(3), || kept
+        .lock()
+        .expect("lock")
+        .is_some()));
+    let report = kept.lock().expect("lock").take().expect("report");
+    assert!(report.completed(), "{report}");
+    assert_eq!(
+        (report.connections, report.close_frames),
+        (2, 2),
+        "{report}"
+    );
+    // Not the 5 s deadline: the sequence did not wait for the caller's own connection.
+    assert!(report.total_us < 2_000_000, "{report}");
+}
+
+/// Tries to close with a code that must never be sent.
+struct CloseWith(u16, std::sync::Arc<std::sync::Mutex<Option<String>>>);
+impl Handler for CloseWith {
+    fn on_message(&self, conn: &Conn, _message: Message<'_>) {
+        let result = conn.close(hydrogen_ws_protocol::CloseCode(self.0), "nope");
+        *self.1.lock().expect("lock") = Some(format!("{result:?}"));
+        let _ = conn.close(hydrogen_ws_protocol::CloseCode::NORMAL, "instead");
+    }
+}
+
+#[test]
+fn conn_close_refuses_codes_that_must_not_be_sent() {
+    for code in [1005u16, 1006, 1015, 999, 5000] {
+        let seen = std::sync::Arc::default();
+        let server = server_with(config(), CloseWith(code, std::sync::Arc::clone(&seen)));
+        let mut c = RawClient::open(server.local_addr());
+        c.send_frame(true, OpCode::Text, b"close, please");
+        assert_eq!(c.read_close().expect("close"), Some(1000), "code {code}");
+        assert_eq!(
+            seen.lock().expect("lock").as_deref(),
+            Some(format!("Err(BadCloseCode({code}))").as_str())
+        );
+        server.shutdown();
+    }
+}
