@@ -57,18 +57,12 @@ pub fn check_key(config: &Config, request: &Request) -> Result<(), AuthError> {
     };
     // An `Authorization` header of another scheme is not ours: a browser sends the Basic credentials of
     // a proxy in front of us by itself, and its `?key=` must still be heard.
-    let (header_key, other_scheme) = match request.header("authorization") {
-        Some(value) => match key_from_header(value) {
-            Some(key) => (Some(key), false),
-            None => (None, true),
-        },
-        None => (None, false),
-    };
-    let offered = match header_key {
+    let header = request.header("authorization");
+    let offered = match header.and_then(key_from_header) {
         Some(key) => key.to_vec(),
         None => match query_param(request.query().unwrap_or(""), "key")? {
             Some(key) => key,
-            None if other_scheme => return Err(AuthError::BadScheme),
+            None if header.is_some() => return Err(AuthError::BadScheme),
             None => return Err(AuthError::Missing),
         },
     };

@@ -40,6 +40,14 @@ impl HttpResponse {
         }
     }
 
+    /// The refusal a protocol-level error carries (its status, headers and reason).
+    fn from_error(e: HandshakeError) -> HttpResponse {
+        HttpResponse {
+            status: e.status(),
+            bytes: e.response(),
+        }
+    }
+
     /// The answer to a `HEAD`: the same head (its `Content-Length` included), no body.
     fn without_body(mut self) -> HttpResponse {
         if let Some(end) = self.bytes.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -64,18 +72,10 @@ fn route(shared: &Shared, request: &Request, peer: SocketAddr) -> HttpResponse {
         return HttpResponse::refusal(405, "only GET is served here", &[("Allow", "GET, HEAD")]);
     }
     // RFC 9112 section 3.2: an HTTP/1.1 request without exactly one Host is answered with 400.
-    let mut hosts = request.headers_named("host");
-    let host_error = match (hosts.next(), hosts.next()) {
-        (Some(_), Some(_)) => Some(HandshakeError::DuplicateHeader("Host")),
-        (Some(h), None) if !h.is_empty() => None,
-        _ if request.version == 0 => None,
-        _ => Some(HandshakeError::MissingHost),
-    };
-    if let Some(e) = host_error {
-        return HttpResponse {
-            status: e.status(),
-            bytes: e.response(),
-        };
+    match request.host() {
+        Ok(_) => {}
+        Err(HandshakeError::MissingHost) if request.version == 0 => {}
+        Err(e) => return HttpResponse::from_error(e),
     }
     let protected = matches!(request.path(), "/status" | "/metrics");
     if protected {
@@ -108,10 +108,7 @@ fn route(shared: &Shared, request: &Request, peer: SocketAddr) -> HttpResponse {
         "/" if shared.config.mode == Mode::Hydrogen => {
             HttpResponse::new(200, "text/html; charset=utf-8", STATUS_PAGE.as_bytes())
         }
-        "/" => HttpResponse {
-            status: 426,
-            bytes: HandshakeError::MissingUpgrade.response(),
-        },
+        "/" => HttpResponse::from_error(HandshakeError::MissingUpgrade),
         _ => HttpResponse::refusal(404, "not found: try /, /status, /metrics or /health", &[]),
     }
 }

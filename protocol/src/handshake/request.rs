@@ -339,6 +339,15 @@ impl Request {
         Ok(first.map(trim_ows))
     }
 
+    /// The `Host` header, which an HTTP/1.1 request must carry exactly once (RFC 9112 section 3.2):
+    /// `DuplicateHeader("Host")` for two, `MissingHost` for none or an empty one.
+    pub fn host(&self) -> Result<&[u8], HandshakeError> {
+        match self.single("Host")? {
+            Some(h) if !h.is_empty() => Ok(h),
+            _ => Err(HandshakeError::MissingHost),
+        }
+    }
+
     /// The target's path: everything before the first `?`. An absolute-form target
     /// (`http://host/path?query`, which RFC 9112 section 3.2.2 says a server must accept) gives the
     /// path after its authority, `/` if it has none.
@@ -379,9 +388,13 @@ impl Request {
     /// protocol (`Upgrade: h2c` from an HTTP/2 client) included: RFC 9110 section 7.8 lets a server
     /// ignore an upgrade it does not offer and answer the request as it is.
     pub fn wants_upgrade(&self) -> bool {
+        self.upgrade_names_websocket() || self.header("sec-websocket-key").is_some()
+    }
+
+    /// Whether the `Upgrade` header's list has the `websocket` token.
+    fn upgrade_names_websocket(&self) -> bool {
         self.list("upgrade")
             .any(|t| t.eq_ignore_ascii_case(b"websocket"))
-            || self.header("sec-websocket-key").is_some()
     }
 
     /// Validate the request as a WebSocket opening handshake (RFC 6455 section 4.2.1).
@@ -397,20 +410,14 @@ impl Request {
         if self.version != 1 {
             return Err(HandshakeError::HttpVersion);
         }
-        let host = match self.single("Host")? {
-            Some(h) if !h.is_empty() => lossy(h),
-            _ => return Err(HandshakeError::MissingHost),
-        };
+        let host = lossy(self.host()?);
         if self.header("upgrade").is_none() {
             return Err(HandshakeError::MissingUpgrade);
         }
         if !self.path().starts_with('/') {
             return Err(HandshakeError::BadTarget);
         }
-        if !self
-            .list("upgrade")
-            .any(|t| t.eq_ignore_ascii_case(b"websocket"))
-        {
+        if !self.upgrade_names_websocket() {
             return Err(HandshakeError::BadUpgrade);
         }
         if !self
