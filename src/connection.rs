@@ -7,19 +7,21 @@
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice, Read};
 use std::net::{Shutdown, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
 use hydrogen_ws_protocol::{
-    close_payload, handshake, CloseCode, Event, FrameHeader, HandshakeError, Message, OpCode,
-    ProtocolError, Request, RequestParser, Role, Session, SessionConfig, SessionState,
+    close_payload, handshake, parse_close, CloseCode, CloseFrame, Event, FrameHeader,
+    HandshakeError, Message, OpCode, ProtocolError, Request, RequestParser, Role, Session,
+    SessionConfig, SessionState,
 };
 use socket2::Socket;
 
 use crate::auth;
 use crate::http;
-use crate::log::{debug, info, warning};
+use crate::log::{debug, error, info, warning};
 use crate::server::{ServerHandle, Shared};
 use crate::status::Stats;
 
@@ -173,6 +175,52 @@ struct Subscription {
     every: Option<(Duration, Instant)>,
 }
 
+/// How a connection ended, as [`crate::Handler::on_close`] is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Ending {
+    /// The client started the closing handshake (the server answered with the same code). `code` is
+    /// `None` when its close frame carried no status code.
+    ByClient {
+        /// The client's close code.
+        code: Option<CloseCode>,
+        /// The client's reason (possibly empty).
+        reason: String,
+    },
+    /// The server started it: a protocol error (1002, 1007, 1009, ...), the idle timeout (1001), an
+    /// overdue pong (1011), the handler's [`Conn::close`], or the server's shutdown (1001).
+    ByServer {
+        /// The code of the server's close frame.
+        code: CloseCode,
+        /// Its reason (possibly empty).
+        reason: String,
+    },
+    /// The server gave up on a client that stopped reading (the send timeout or the pending limit): it
+    /// was sent 1008 if there was room for it, and its connection was shut down.
+    Evicted,
+    /// No close frame went either way: the client went away (end of stream or reset), or the
+    /// server's shutdown could not write its 1001 to a client that was not reading.
+    Dropped,
+}
+
+/// The first close frame each side sent, for [`Ending`].
+#[derive(Default)]
+struct Closes {
+    /// Ours: code (`None`: an empty close, which only ever answers an empty one) and reason.
+    ours: Option<(Option<CloseCode>, String)>,
+    /// The client's: code, reason, and whether ours had gone out before it arrived.
+    theirs: Option<(Option<CloseCode>, String, bool)>,
+}
+
+/// A close frame's code and reason as [`Closes`] keeps them (a payload the peer got wrong was refused
+/// by the session before it got here; ours are built valid).
+fn close_parts(payload: &[u8]) -> (Option<CloseCode>, String) {
+    match parse_close(payload) {
+        Ok(Some(frame)) => (Some(frame.code), frame.reason.to_string()),
+        _ => (None, String::new()),
+    }
+}
+
 /// A live connection as other threads see it: identity, the socket, and the write lock.
 ///
 /// Handlers receive `&Conn` and reply through it; the server keeps one in the registry for shutdown,
@@ -200,6 +248,7 @@ pub struct Conn {
     target: Mutex<String>,
     has_subscriptions: AtomicBool,
     subscriptions: Mutex<Vec<Subscription>>,
+    closes: Mutex<Closes>,
 }
 
 /// What the shutdown sequence managed to do for one connection.
@@ -243,6 +292,7 @@ impl Conn {
             target: Mutex::new(String::new()),
             has_subscriptions: AtomicBool::new(false),
             subscriptions: Mutex::new(Vec::new()),
+            closes: Mutex::new(Closes::default()),
         }
     }
 
@@ -367,9 +417,46 @@ impl Conn {
         self.close_sent_ms.load(Ordering::Relaxed) != 0
     }
 
-    /// Records that our close frame went out; called with the write lock held.
-    fn mark_close_sent(&self) {
+    /// Records that our close frame (with this payload) went out; called with the write lock held.
+    fn mark_close_sent(&self, payload: &[u8]) {
         self.close_sent_ms.store(self.now_ms(), Ordering::Relaxed);
+        lock(&self.closes)
+            .ours
+            .get_or_insert_with(|| close_parts(payload));
+    }
+
+    /// Records the client's close frame (`None`: it carried no status code).
+    fn close_received(&self, frame: Option<CloseFrame<'_>>) {
+        let after_ours = self.close_was_sent();
+        lock(&self.closes).theirs.get_or_insert_with(|| {
+            let (code, reason) = frame.map_or((None, String::new()), |f| {
+                (Some(f.code), f.reason.to_string())
+            });
+            (code, reason, after_ours)
+        });
+    }
+
+    /// How the connection ended, from the close frames both sides sent and how the read loop ended.
+    fn ending(&self, end: End) -> Ending {
+        let closes = lock(&self.closes);
+        match (&closes.theirs, &closes.ours) {
+            (Some((code, reason, false)), _) => Ending::ByClient {
+                code: *code,
+                reason: reason.clone(),
+            },
+            _ if end == End::Evicted => Ending::Evicted,
+            (_, Some((code, reason))) => Ending::ByServer {
+                code: code.unwrap_or(CloseCode::NO_STATUS),
+                reason: reason.clone(),
+            },
+            // The client's close after ours, without ours recorded, cannot happen; read it as the
+            // client's.
+            (Some((code, reason, true)), None) => Ending::ByClient {
+                code: *code,
+                reason: reason.clone(),
+            },
+            (None, None) => Ending::Dropped,
+        }
     }
 
     fn is_broken(&self) -> bool {
@@ -413,7 +500,7 @@ impl Conn {
         }
         self.enqueue(&mut w, header.as_bytes(), payload)?;
         if opcode == OpCode::Close {
-            self.mark_close_sent();
+            self.mark_close_sent(payload);
         }
         if !own || w.queued() == 0 {
             return Ok(());
@@ -674,7 +761,11 @@ impl Conn {
                 }
                 // Seen by the worker without the lock: it stops handing the client's data to the handler,
                 // and does not echo the client's close (ours answers it).
-                self.mark_close_sent();
+                let payload = match FrameHeader::parse(frame) {
+                    Ok(Some((_, header_len))) => frame.get(header_len..).unwrap_or_default(),
+                    _ => &[],
+                };
+                self.mark_close_sent(payload);
                 ShutdownClose::Written
             }
             _ => {
@@ -834,11 +925,16 @@ pub(crate) fn serve(shared: &Arc<Shared>, slot: usize, socket: Socket, peer: Soc
     let end = match run_handshake(shared, &conn) {
         Ok(leftover) => {
             Stats::bump(&shared.stats.upgrades);
-            shared.handler.on_open(&conn);
-            let end = run_session(shared, &conn, leftover);
+            // A panic in on_open or on_message ends the session, not the connection's goodbye: the client
+            // gets 1011 and the handler its on_close.
+            let end = catch_unwind(AssertUnwindSafe(|| {
+                shared.handler.on_open(&conn);
+                run_session(shared, &conn, leftover)
+            }))
+            .unwrap_or_else(|_| handler_panicked(shared, &conn));
             release_batch_buffer();
             conn.state.store(STATE_CLOSING, Ordering::SeqCst);
-            shared.handler.on_close(&conn);
+            shared.handler.on_close(&conn, &conn.ending(end));
             end
         }
         Err(end) => end,
@@ -865,6 +961,26 @@ pub(crate) fn serve(shared: &Arc<Shared>, slot: usize, socket: Socket, peer: Soc
             drain(&conn, until);
         }
         End::Shutdown | End::PeerGone | End::Evicted => {}
+    }
+}
+
+/// A handler callback of this connection panicked: count it, and close with 1011 (unless a close went
+/// out already).
+fn handler_panicked(shared: &Shared, conn: &Conn) -> End {
+    Stats::bump(&shared.stats.handler_panics);
+    error!(
+        "connection {} from {}: the handler panicked; closing with 1011",
+        conn.id, conn.peer
+    );
+    if shared.is_shutting_down() {
+        return End::Shutdown;
+    }
+    if conn.close_was_sent() {
+        return End::Closing;
+    }
+    match conn.close(CloseCode::INTERNAL_ERROR, "internal error") {
+        Ok(()) => End::Closing,
+        Err(_) => end_without_close(shared, conn),
     }
 }
 
@@ -1117,7 +1233,10 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
                         Err(_) => return end_without_close(shared, conn),
                     }
                 }
-                Event::Close(frame) => frame.map(|f| f.code),
+                Event::Close(frame) => {
+                    conn.close_received(frame);
+                    frame.map(|f| f.code)
+                }
             };
             shared
                 .stats
@@ -1257,7 +1376,8 @@ fn end_of_input(shared: &Shared, conn: &Conn, session: &mut Session, buf: &mut [
         let mut pos = 0;
         while pos < n {
             match session.read(&mut buf[pos..n]) {
-                Ok((_, Event::Close(_))) => {
+                Ok((_, Event::Close(frame))) => {
+                    conn.close_received(frame);
                     shared
                         .shutdown_state
                         .answered

@@ -59,7 +59,7 @@ mod ticker;
 
 pub use app::Hydrogen;
 pub use config::{Config, ConfigError, Heartbeat, Limits, Mode};
-pub use connection::{Conn, SendError};
+pub use connection::{Conn, Ending, SendError};
 pub use handler::{Echo, Handler};
 pub use hydrogen_ws_protocol as protocol;
 pub use server::{BroadcastReport, Server, ServerError, ServerHandle};

@@ -167,8 +167,14 @@ fn a_panicking_handler_ends_only_its_connection() {
     let server = server_with(cfg, Panics);
     let mut c = RawClient::open(server.local_addr());
     c.send_frame(true, OpCode::Text, b"boom");
+    assert_eq!(c.read_close().expect("the close"), Some(1011));
+    c.send_frame(true, OpCode::Close, &1011u16.to_be_bytes());
     let _ = c.read_to_eof();
+    drop(c);
     // The single worker survived and serves the next client.
+    assert!(support::wait_until(Duration::from_secs(3), || {
+        server.handle().connections() == 0
+    }));
     std::thread::sleep(Duration::from_millis(50));
     let mut c = RawClient::open(server.local_addr());
     c.send_frame(true, OpCode::Text, b"fine");

@@ -1,0 +1,204 @@
+//! What a library handler is told: `on_close` names who closed the connection, with which code and
+//! reason, or how it ended without a close frame. Every way a connection can end, over real sockets.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hydrogen_ws::{Conn, Ending, Handler, Server};
+use hydrogen_ws_protocol::{CloseCode, Message, OpCode};
+use support::{config, open_small_rcvbuf, server_with, wait_until, RawClient};
+
+/// Echoes, and records every `on_close`. "close-me" makes it close with 4000; "boom" makes it panic;
+/// "flood" makes it send far more than a client that does not read can take.
+#[derive(Clone, Default)]
+struct Recorder {
+    endings: Arc<Mutex<Vec<(u64, Ending)>>>,
+}
+
+impl Handler for Recorder {
+    fn on_message(&self, conn: &Conn, message: Message<'_>) {
+        match message.as_bytes() {
+            b"close-me" => {
+                let _ = conn.close(CloseCode(4000), "done");
+            }
+            b"boom" => panic!("handler bug"),
+            b"flood" => {
+                let blob = vec![7u8; 64 * 1024];
+                for _ in 0..1000 {
+                    if conn.send_binary(&blob).is_err() {
+                        return;
+                    }
+                }
+            }
+            _ => {
+                let _ = conn.send(message);
+            }
+        }
+    }
+
+    fn on_close(&self, conn: &Conn, ending: &Ending) {
+        let mut endings = self.endings.lock().unwrap_or_else(|p| p.into_inner());
+        endings.push((conn.id(), ending.clone()));
+    }
+}
+
+impl Recorder {
+    /// The one ending recorded, once it is there (at most 5 s).
+    fn only_ending(&self) -> Ending {
+        let arrived = wait_until(Duration::from_secs(5), || {
+            !self.endings.lock().expect("lock").is_empty()
+        });
+        assert!(arrived, "on_close was not called");
+        // Nothing else may follow for the same connection.
+        std::thread::sleep(Duration::from_millis(50));
+        let endings = self.endings.lock().expect("lock");
+        assert_eq!(endings.len(), 1, "{endings:?}");
+        endings[0].1.clone()
+    }
+}
+
+fn start(recorder: &Recorder) -> Server {
+    server_with(config(), recorder.clone())
+}
+
+fn by_server(code: u16, reason: &str) -> Ending {
+    Ending::ByServer {
+        code: CloseCode(code),
+        reason: reason.to_string(),
+    }
+}
+
+#[test]
+fn a_client_close_is_reported_with_its_code_and_reason() {
+    let recorder = Recorder::default();
+    let server = start(&recorder);
+    let mut c = RawClient::open(server.local_addr());
+    let mut payload = 1000u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(b"bye");
+    c.send_frame(true, OpCode::Close, &payload);
+    assert_eq!(c.read_close().expect("the echoed close"), Some(1000));
+    assert_eq!(
+        recorder.only_ending(),
+        Ending::ByClient {
+            code: Some(CloseCode(1000)),
+            reason: "bye".to_string()
+        }
+    );
+    server.shutdown();
+}
+
+#[test]
+fn a_client_close_without_a_code_is_reported_as_such() {
+    let recorder = Recorder::default();
+    let server = start(&recorder);
+    let mut c = RawClient::open(server.local_addr());
+    c.send_frame(true, OpCode::Close, &[]);
+    assert_eq!(c.read_close().expect("the answer"), None);
+    assert_eq!(
+        recorder.only_ending(),
+        Ending::ByClient {
+            code: None,
+            reason: String::new()
+        }
+    );
+    server.shutdown();
+}
+
+#[test]
+fn a_protocol_error_is_reported_as_the_servers_close() {
+    let recorder = Recorder::default();
+    let server = start(&recorder);
+    let mut c = RawClient::open(server.local_addr());
+    // An unmasked text frame.
+    c.send_raw(&[0x81, 0x02, b'h', b'i']);
+    assert_eq!(c.read_close().expect("the close"), Some(1002));
+    match recorder.only_ending() {
+        Ending::ByServer { code, reason } => {
+            assert_eq!(code, CloseCode(1002));
+            assert!(!reason.is_empty(), "a protocol error says which");
+        }
+        other => panic!("expected the server's 1002, got {other:?}"),
+    }
+    server.shutdown();
+}
+
+#[test]
+fn the_handlers_own_close_is_reported() {
+    let recorder = Recorder::default();
+    let server = start(&recorder);
+    let mut c = RawClient::open(server.local_addr());
+    c.send_frame(true, OpCode::Text, b"close-me");
+    assert_eq!(c.read_close().expect("the close"), Some(4000));
+    assert_eq!(recorder.only_ending(), by_server(4000, "done"));
+    server.shutdown();
+}
+
+#[test]
+fn a_panicking_handler_closes_with_1011_and_still_gets_on_close() {
+    let recorder = Recorder::default();
+    let server = start(&recorder);
+    let mut c = RawClient::open(server.local_addr());
+    c.send_frame(true, OpCode::Text, b"boom");
+    assert_eq!(c.read_close().expect("the close"), Some(1011));
+    assert_eq!(recorder.only_ending(), by_server(1011, "internal error"));
+    assert_eq!(server.handle().stats().handler_panics, 1);
+    server.shutdown();
+}
+
+#[test]
+fn a_client_that_leaves_without_a_close_frame_is_reported_as_dropped() {
+    let recorder = Recorder::default();
+    let server = start(&recorder);
+    let mut c = RawClient::open(server.local_addr());
+    c.send_frame(true, OpCode::Text, b"hello");
+    assert_eq!(c.read_frame().expect("echo").payload, b"hello");
+    drop(c);
+    assert_eq!(recorder.only_ending(), Ending::Dropped);
+    server.shutdown();
+}
+
+#[test]
+fn the_idle_timeout_is_reported_as_the_servers_1001() {
+    let recorder = Recorder::default();
+    let mut cfg = config();
+    cfg.limits.idle_timeout = Some(Duration::from_millis(200));
+    let server = server_with(cfg, recorder.clone());
+    let mut c = RawClient::open(server.local_addr());
+    assert_eq!(c.read_close().expect("the close"), Some(1001));
+    assert_eq!(recorder.only_ending(), by_server(1001, "idle timeout"));
+    server.shutdown();
+}
+
+#[test]
+fn the_shutdown_is_reported_as_the_servers_1001() {
+    let recorder = Recorder::default();
+    let server = start(&recorder);
+    let mut c = RawClient::open(server.local_addr());
+    c.send_frame(true, OpCode::Text, b"hello");
+    assert_eq!(c.read_frame().expect("echo").payload, b"hello");
+    let report = server.shutdown();
+    assert_eq!(report.close_frames, 1, "{report:?}");
+    assert_eq!(c.read_close().expect("the close"), Some(1001));
+    assert_eq!(
+        recorder.only_ending(),
+        by_server(1001, "server shutting down")
+    );
+}
+
+#[test]
+fn a_client_that_stops_reading_is_reported_as_evicted() {
+    let recorder = Recorder::default();
+    let mut cfg = config();
+    cfg.limits.send_timeout = Duration::from_millis(300);
+    let server = server_with(cfg, recorder.clone());
+    let mut stream = open_small_rcvbuf(server.local_addr());
+    let frame =
+        hydrogen_ws_protocol::encode_masked_frame(true, OpCode::Text, [1, 2, 3, 4], b"flood");
+    std::io::Write::write_all(&mut stream, &frame).expect("send");
+    // The client never reads: the handler's sends stall, and the client is evicted.
+    assert_eq!(recorder.only_ending(), Ending::Evicted);
+    assert_eq!(server.handle().stats().evicted, 1);
+    server.shutdown();
+}
