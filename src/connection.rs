@@ -1331,6 +1331,10 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
                         buf.shrink_to_fit();
                         small_reads = 0;
                     }
+                    // The burst is over: a last read that happened to fill the buffer must not grow it
+                    // again (and start another quiet check, and another, with the idle clock never
+                    // running out).
+                    filled = false;
                     release_batch_buffer();
                     // The client has been quiet for SHRINK_IDLE already: the idle timeout counts it.
                     // (A quiet check is only made when the idle timeout is longer than SHRINK_IDLE.)

@@ -465,3 +465,48 @@ fn conn_close_refuses_codes_that_must_not_be_sent() {
         server.shutdown();
     }
 }
+
+/// Echoes, except that "wait" keeps the worker busy for a moment (so what the client sends next piles
+/// up in the kernel, and the worker's next read takes as much of it as its buffer holds).
+struct WaitThenEcho;
+impl Handler for WaitThenEcho {
+    fn on_message(&self, conn: &Conn, message: Message<'_>) {
+        if message.as_bytes() == b"wait" {
+            std::thread::sleep(Duration::from_millis(300));
+            return;
+        }
+        let _ = conn.send(message);
+    }
+}
+
+#[test]
+fn silence_is_closed_at_the_idle_timeout_even_after_a_read_that_filled_the_buffer() {
+    // 61,432 bytes end exactly where the worker's grown read buffer does; 61,000 do not. Either way
+    // silence afterwards must end with the idle timeout's 1001 (it once never came after the first).
+    for payload in [61_432, 61_000] {
+        let mut cfg = config();
+        cfg.limits.idle_timeout = Some(Duration::from_millis(1000));
+        let server = server_with(cfg, WaitThenEcho);
+        let mut c = RawClient::open(server.local_addr());
+        c.send_frame(true, OpCode::Text, b"wait");
+        std::thread::sleep(Duration::from_millis(100));
+        let big = vec![7u8; payload];
+        c.send_frame(true, OpCode::Binary, &big);
+        assert_eq!(c.read_frame().expect("echo").payload.len(), payload);
+        c.stream
+            .set_read_timeout(Some(Duration::from_secs(6)))
+            .expect("timeout");
+        let started = std::time::Instant::now();
+        assert_eq!(
+            c.read_close().expect("the idle timeout's close"),
+            Some(1001),
+            "payload {payload}"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_secs(3),
+            "payload {payload}: closed after {waited:?}"
+        );
+        server.shutdown();
+    }
+}
