@@ -924,7 +924,6 @@ pub(crate) fn serve(shared: &Arc<Shared>, slot: usize, socket: Socket, peer: Soc
     debug!("connection {id} from {peer}: accepted");
     let end = match run_handshake(shared, &conn) {
         Ok(leftover) => {
-            Stats::bump(&shared.stats.upgrades);
             // A panic in on_open or on_message ends the session, not the connection's goodbye: the client
             // gets 1011 and the handler its on_close.
             let end = catch_unwind(AssertUnwindSafe(|| {
@@ -1051,8 +1050,9 @@ fn run_handshake(shared: &Shared, conn: &Conn) -> Result<Vec<u8>, End> {
     let request = read_request(shared, conn, &mut parser)?;
     if !request.wants_upgrade() {
         let response = http::respond(shared, &request, conn.peer);
-        let _ = write_all(&conn.socket, &response.bytes);
+        // Counted before the client can see the answer, so that what it sees is always in the counters.
         shared.stats.answered_http(response.status);
+        let _ = write_all(&conn.socket, &response.bytes);
         debug!(
             "connection {} from {}: {} {} -> {}",
             conn.id, conn.peer, request.method, request.target, response.status
@@ -1088,6 +1088,7 @@ fn run_handshake(shared: &Shared, conn: &Conn) -> Result<Vec<u8>, End> {
         let mut w = conn.lock_writer();
         conn.last_ping_ms.store(conn.now_ms(), Ordering::Relaxed);
         conn.state.store(STATE_OPEN, Ordering::SeqCst);
+        Stats::bump(&shared.stats.upgrades);
         if write_all(&conn.socket, &response).is_err() {
             w.broken = true;
             return Err(end_without_close(shared, conn));
@@ -1430,13 +1431,47 @@ mod tests {
 
     #[test]
     fn send_queue_len_counts_unacknowledged_bytes_and_the_fin() {
-        let (server, _client) = pair();
+        use std::io::Read;
+        let (server, mut client) = pair();
         assert_eq!(send_queue_len(&server).expect("ioctl"), 0);
+        // The client reads nothing yet: what it has not taken stays in our send queue.
+        server.set_nonblocking(true).expect("non-blocking");
+        let chunk = [7u8; 64 * 1024];
+        let mut written = 0;
+        while let Ok(n) = server.send(&chunk) {
+            written += n;
+        }
+        let queued = send_queue_len(&server).expect("ioctl");
+        assert!(queued > 0 && queued <= written, "{queued} of {written}");
+        // Once the client has read it all, our side drains to nothing ...
+        let mut sink = vec![0u8; 256 * 1024];
+        let mut read = 0;
+        while read < written {
+            read += client.read(&mut sink).expect("read");
+        }
+        let drained = || send_queue_len(&server).expect("ioctl") == 0;
+        assert!(
+            wait_for(drained),
+            "still {} queued",
+            send_queue_len(&server).expect("ioctl")
+        );
+        // ... and after a write shutdown only the FIN's sequence number can be left, until it is acked.
         server
             .shutdown(std::net::Shutdown::Write)
             .expect("shutdown");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        // The FIN is acknowledged by the peer's kernel: nothing left.
         assert!(send_queue_len(&server).expect("ioctl") <= 1);
+        assert!(wait_for(drained), "the FIN was never acknowledged");
+    }
+
+    /// Polls `cond` for up to 5 s.
+    fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < until {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        cond()
     }
 }

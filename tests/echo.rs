@@ -363,13 +363,19 @@ fn a_client_that_reads_slowly_is_not_evicted_as_one_that_stopped() {
     let mut cfg = config();
     cfg.limits.max_message_size = 32 << 20;
     cfg.limits.max_frame_size = 32 << 20;
-    cfg.limits.send_timeout = Duration::from_millis(200);
+    cfg.limits.send_timeout = Duration::from_millis(800);
     let server = server_with(cfg, BigReply(16 << 20));
     let mut c = RawClient::open(server.local_addr());
     c.send_frame(true, OpCode::Text, b"big one, please");
-    // 64 KiB every 5 ms: the 16 MiB take over a second, far longer than the send timeout, but the
-    // client never stops taking them.
-    read_slowly(&mut c.stream, 16 << 20, 64 * 1024, Duration::from_millis(5));
+    // 64 KiB every 10 ms: the 16 MiB take over 2.5 s, three times the send timeout, but the client
+    // never stops taking them (and never pauses for anything near the timeout itself, even when this
+    // thread is descheduled for a while on a loaded machine).
+    read_slowly(
+        &mut c.stream,
+        16 << 20,
+        64 * 1024,
+        Duration::from_millis(10),
+    );
     assert_eq!(server.handle().stats().evicted, 0);
     server.shutdown();
 }

@@ -162,12 +162,16 @@ fn clients_mid_handshake_are_closed_not_left_hanging() {
 fn a_flood_of_new_connections_during_shutdown_never_hangs() {
     let server = server_with(config(), hydrogen_ws::Echo);
     let addr = server.local_addr();
+    let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let during = std::sync::Arc::clone(&stopping);
     let flood = std::thread::spawn(move || {
         let until = Instant::now() + Duration::from_millis(400);
+        // Connection attempts made once the shutdown had begun (the flood must overlap it).
         let mut ended = 0;
         while Instant::now() < until {
+            let counts = during.load(std::sync::atomic::Ordering::SeqCst);
             let Ok(mut s) = TcpStream::connect(addr) else {
-                ended += 1; // refused: the listener is gone
+                ended += usize::from(counts); // refused: the listener is gone
                 continue;
             };
             s.set_read_timeout(Some(Duration::from_secs(3)))
@@ -185,11 +189,12 @@ fn a_flood_of_new_connections_during_shutdown_never_hangs() {
                 started.elapsed() < Duration::from_secs(3),
                 "a flood client hung"
             );
-            ended += 1;
+            ended += usize::from(counts);
         }
         ended
     });
     std::thread::sleep(Duration::from_millis(100));
+    stopping.store(true, std::sync::atomic::Ordering::SeqCst);
     let report = server.handle().shutdown();
     assert!(report.completed(), "{report}");
     assert!(flood.join().expect("flood thread") > 0);

@@ -41,6 +41,13 @@ fn files(root: &Path, target: &str) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn crash_inputs_replay() {
     let root = dir("tests/fuzz-regressions");
+    // A folder per target appears with its first crash input; the root must exist (a misnamed root
+    // would otherwise replay nothing and pass).
+    assert!(
+        root.join("README.md").is_file(),
+        "{} is missing",
+        root.display()
+    );
     for target in TARGETS {
         for (name, data) in files(&root, target) {
             eprintln!("replaying {target}/{name}");

@@ -55,7 +55,9 @@ fn trickled_request_that_never_ends_gets_408_and_frees_its_worker() {
     let mut next = open_when_free(addr, Duration::from_secs(3));
     still_served(&mut next);
     still_served(&mut bystander);
-    assert_eq!(server.handle().stats().refused_handshake, 1);
+    // The 408, and nothing else but the 503s `open_when_free` may have met while the worker came back.
+    let stats = server.handle().stats();
+    assert_eq!(stats.refused_handshake - stats.refused_full, 1, "{stats:?}");
     server.shutdown();
 }
 
