@@ -393,6 +393,25 @@ mod tests {
     }
 
     #[test]
+    fn the_key_comes_from_the_command_line_then_hydrogen_ws_key_then_websocket_key() {
+        let both = |k: &str| match k {
+            "HYDROGEN_WS_KEY" => Some("ours-key-1".to_string()),
+            "WEBSOCKET_KEY" => Some("theirs-key".to_string()),
+            _ => None,
+        };
+        let key_of =
+            |args: Vec<String>, env: &dyn Fn(&str) -> Option<String>| match parse(args, env) {
+                Ok(Command::Run(c, _)) => c.key,
+                _ => panic!("runs"),
+            };
+        assert_eq!(key_of(Vec::new(), &both).as_deref(), Some("ours-key-1"));
+        let args = ["--key", "given-key1"].map(String::from).to_vec();
+        assert_eq!(key_of(args, &both).as_deref(), Some("given-key1"));
+        let theirs = |k: &str| (k == "WEBSOCKET_KEY").then(|| "theirs-key".to_string());
+        assert_eq!(key_of(Vec::new(), &theirs).as_deref(), Some("theirs-key"));
+    }
+
+    #[test]
     fn a_key_and_no_auth_contradict_each_other() {
         let key = |k: &str| (k == "WEBSOCKET_KEY").then(|| "s3cret-key".to_string());
         let err = parse(vec!["--no-auth".to_string()], key).map(|_| ());

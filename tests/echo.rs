@@ -516,3 +516,33 @@ fn silence_is_closed_at_the_idle_timeout_even_after_a_read_that_filled_the_buffe
         server.shutdown();
     }
 }
+
+#[test]
+fn a_client_that_lets_more_than_the_pending_limit_pile_up_is_evicted_without_waiting() {
+    let mut cfg = config();
+    // A 64 KiB message limit makes the pending limit its floor, 1 MiB; the send timeout stays 10 s.
+    cfg.limits.max_message_size = 64 * 1024;
+    cfg.limits.max_frame_size = 64 * 1024;
+    let server = server_with(cfg, hydrogen_ws::Echo);
+    let _never_reads = support::open_small_rcvbuf(server.local_addr());
+    let handle = server.handle();
+    let blob = vec![7u8; 60_000];
+    let started = std::time::Instant::now();
+    // Far more than the socket buffers and the limit hold together.
+    for _ in 0..200 {
+        if handle.stats().evicted > 0 {
+            break;
+        }
+        handle.broadcast(Message::Binary(&blob));
+    }
+    assert!(support::wait_until(Duration::from_secs(3), || handle
+        .stats()
+        .evicted
+        == 1));
+    // Evicted by the limit, long before the send timeout could have done it.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(support::wait_until(Duration::from_secs(3), || handle
+        .connections()
+        == 0));
+    server.shutdown();
+}

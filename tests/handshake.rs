@@ -134,3 +134,34 @@ fn request_trickled_byte_by_byte_is_accepted() {
     assert_eq!(c.read_response().expect("101").status, 101);
     server.shutdown();
 }
+
+#[test]
+fn a_plain_request_with_another_method_gets_405_allowing_get_and_head() {
+    let r = status_for("POST /health HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    assert!(!r.body.is_empty(), "a refusal says why");
+}
+
+#[test]
+fn the_origin_allow_list_admits_listed_origins_only() {
+    let mut cfg = config();
+    cfg.allowed_origins = vec!["https://app.example".to_string()];
+    let server = server_with(cfg, hydrogen_ws::Echo);
+    let answer = |origin: Option<&str>| {
+        let mut c = RawClient::connect(server.local_addr());
+        let extra = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+        c.send_raw(upgrade_request(&extra).as_bytes());
+        c.read_response().expect("a response")
+    };
+    assert_eq!(answer(Some("https://app.example")).status, 101);
+    // Origins compare without regard to case (RFC 6454 serialises them in lower case).
+    assert_eq!(answer(Some("HTTPS://APP.EXAMPLE")).status, 101);
+    let other = answer(Some("https://evil.example"));
+    assert_eq!(other.status, 403);
+    assert!(other.body.contains("https://evil.example"), "{other:?}");
+    // With a list, a client that names no origin is refused too.
+    assert_eq!(answer(None).status, 403);
+    assert_eq!(server.handle().stats().refused_handshake, 2);
+    server.shutdown();
+}

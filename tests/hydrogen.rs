@@ -454,6 +454,7 @@ fn hydrogen_mode_without_a_key_refuses_to_start_unless_no_auth() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hydrogen-ws"))
         .args(["--listen", "127.0.0.1:0"])
         .env_remove("WEBSOCKET_KEY")
+        .env_remove("HYDROGEN_WS_KEY")
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));

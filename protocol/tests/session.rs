@@ -395,3 +395,38 @@ proptest! {
         prop_assert_eq!(events, expected);
     }
 }
+
+#[test]
+fn a_message_of_exactly_the_limit_is_accepted_and_one_byte_more_is_not() {
+    let config = SessionConfig {
+        role: Role::Server,
+        max_frame_size: 100,
+        max_message_size: 150,
+    };
+    let exactly = [
+        frame(false, OpCode::Binary, &[1; 100]),
+        frame(true, OpCode::Continuation, &[2; 50]),
+    ]
+    .concat();
+    let (events, err) = drive(&mut Session::new(config), &exactly, &[]);
+    assert_eq!(err, None);
+    let mut whole = vec![1u8; 100];
+    whole.extend([2u8; 50]);
+    assert_eq!(events, vec![Owned::Binary(whole)]);
+    // A single frame of exactly the frame limit too.
+    let (events, err) = drive(
+        &mut Session::new(config),
+        &frame(true, OpCode::Text, &[b'a'; 100]),
+        &[],
+    );
+    assert_eq!(err, None);
+    assert_eq!(events, vec![Owned::Text("a".repeat(100))]);
+    // One byte more, in the last fragment: refused at its header.
+    let over = [
+        frame(false, OpCode::Binary, &[1; 100]),
+        frame(true, OpCode::Continuation, &[2; 51]),
+    ]
+    .concat();
+    let (_, err) = drive(&mut Session::new(config), &over, &[]);
+    assert_eq!(err.map(|e| e.0), Some(ProtocolError::MessageTooLarge));
+}
