@@ -202,3 +202,40 @@ fn a_client_that_stops_reading_is_reported_as_evicted() {
     assert_eq!(server.handle().stats().evicted, 1);
     server.shutdown();
 }
+
+/// "sub:TOPIC" subscribes the connection to TOPIC (no periodic callback) and answers "ok".
+struct Subscriber;
+impl Handler for Subscriber {
+    fn on_message(&self, conn: &Conn, message: Message<'_>) {
+        if let Some(topic) = message
+            .as_bytes()
+            .strip_prefix(b"sub:")
+            .and_then(|t| std::str::from_utf8(t).ok())
+        {
+            conn.subscribe(topic, None);
+            let _ = conn.send_text("ok");
+        }
+    }
+}
+
+#[test]
+fn publish_reaches_the_subscribers_of_its_topic_only() {
+    let server = server_with(config(), Subscriber);
+    let mut news = RawClient::open(server.local_addr());
+    let mut sports = RawClient::open(server.local_addr());
+    let mut nothing = RawClient::open(server.local_addr());
+    for (c, topic) in [(&mut news, "news"), (&mut sports, "sports")] {
+        c.send_frame(true, OpCode::Text, format!("sub:{topic}").as_bytes());
+        assert_eq!(c.read_frame().expect("ok").payload, b"ok");
+    }
+    let handle = server.handle();
+    let report = handle.publish("news", Message::Text("extra"));
+    assert_eq!((report.sent, report.failed), (1, 0));
+    assert_eq!(news.read_frame().expect("the news").payload, b"extra");
+    // The others get nothing: the next thing each sees is the broadcast that follows.
+    assert_eq!(handle.broadcast(Message::Text("all")).sent, 3);
+    for c in [&mut news, &mut sports, &mut nothing] {
+        assert_eq!(c.read_frame().expect("the broadcast").payload, b"all");
+    }
+    server.shutdown();
+}

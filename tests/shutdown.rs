@@ -35,6 +35,39 @@ fn every_open_client_receives_1001() {
 }
 
 #[test]
+fn the_report_counts_the_clients_that_answered_the_1001() {
+    let mut cfg = config();
+    cfg.threads = 16;
+    let server = server_with(cfg, hydrogen_ws::Echo);
+    // Eight clients answer the close frame at once, as browsers do; four never answer.
+    let answering: Vec<_> = (0..8)
+        .map(|_| {
+            let mut c = RawClient::open(server.local_addr());
+            std::thread::spawn(move || {
+                assert_eq!(c.read_close().expect("close frame"), Some(1001));
+                c.send_frame(true, OpCode::Close, &1001u16.to_be_bytes());
+                let _ = c.read_to_eof();
+            })
+        })
+        .collect();
+    let mut silent: Vec<RawClient> = (0..4)
+        .map(|_| RawClient::open(server.local_addr()))
+        .collect();
+    let report = server.handle().shutdown();
+    assert_eq!(report.close_frames, 12, "{report}");
+    // Answers count only from the clients that sent one (all eight, unless the machine was too slow
+    // for some of them to answer within the sequence's short wait).
+    assert!((1..=8).contains(&report.answered), "{report}");
+    for t in answering {
+        t.join().expect("client thread");
+    }
+    for c in &mut silent {
+        assert_eq!(c.read_close().expect("close frame"), Some(1001));
+    }
+    server.shutdown();
+}
+
+#[test]
 fn clients_sending_during_shutdown_each_get_1001_and_the_report_counts_every_frame() {
     let mut cfg = config();
     cfg.threads = 24;
