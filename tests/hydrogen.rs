@@ -178,6 +178,21 @@ fn bad_requests_get_error_replies_and_the_connection_stays_open() {
 }
 
 #[test]
+fn a_subscription_interval_defaults_to_a_second_and_is_capped_at_an_hour() {
+    let server = start(hydrogen_config());
+    let mut c = open(&server);
+    let ack = request(&mut c, r#"{"type":"subscribe","topic":"status"}"#);
+    assert_eq!(ack["type"], "subscribed");
+    assert_eq!(ack["interval_ms"], 1000, "the default interval");
+    let ack = request(
+        &mut c,
+        r#"{"type":"subscribe","topic":"status","interval_ms":86400000}"#,
+    );
+    assert_eq!(ack["interval_ms"], 3_600_000, "the interval has a ceiling");
+    server.shutdown();
+}
+
+#[test]
 fn subscribe_pushes_until_unsubscribed() {
     let server = start(hydrogen_config());
     let mut c = open(&server);
@@ -404,6 +419,45 @@ fn plain_http_follows_the_rfc_edges() {
     assert_eq!(stats.http_requests, 10);
     assert_eq!(stats.refused_handshake, 1);
     assert_eq!(stats.upgrades, 1);
+    server.shutdown();
+}
+
+#[test]
+fn metrics_count_what_happened() {
+    let server = start(hydrogen_config());
+    let mut c = open(&server);
+    let ping = r#"{"type":"ping"}"#;
+    for _ in 0..3 {
+        assert_eq!(request(&mut c, ping)["type"], "pong");
+    }
+    assert_eq!(http_get(&server, "/health", "").status, 200);
+    let r = http_get(
+        &server,
+        "/metrics",
+        &format!("Authorization: Key {KEY}\r\n"),
+    );
+    let value = |name: &str| -> u64 {
+        let line = r
+            .body
+            .lines()
+            .find(|l| l.split(' ').next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in {}", r.body));
+        line.rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("a number")
+    };
+    assert_eq!(value("hydrogen_ws_upgrades_total"), 1);
+    // The WebSocket, and the connection asking.
+    assert_eq!(value("hydrogen_ws_connections_active"), 2);
+    assert_eq!(value("hydrogen_ws_messages_received_total"), 3);
+    assert_eq!(value("hydrogen_ws_messages_sent_total"), 3);
+    assert_eq!(
+        value("hydrogen_ws_bytes_received_total"),
+        3 * ping.len() as u64
+    );
+    // The /health request (this one is counted once answered).
+    assert_eq!(value("hydrogen_ws_http_requests_total"), 1);
     server.shutdown();
 }
 
