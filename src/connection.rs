@@ -130,7 +130,10 @@ impl Drop for BatchGuard<'_> {
         self.stats.flush_local_counts();
         BATCH.with(|b| b.set(Batch::Off));
         // Left without `finish` (the connection is ending): what was held back is not for anyone else.
-        with_batch(Vec::clear);
+        // Unless a handler panicked: the replies it was told went out still go, ahead of the 1011.
+        if !std::thread::panicking() {
+            with_batch(Vec::clear);
+        }
     }
 }
 
@@ -138,6 +141,8 @@ impl Drop for BatchGuard<'_> {
 struct WriteState {
     /// A write failed part-way through a frame, or the client was evicted: the stream is finished.
     broken: bool,
+    /// The client was evicted (it stopped reading), as opposed to a write failing (it went away).
+    evicted: bool,
     /// Frame bytes accepted but not yet taken by the kernel, in order; `pending[done..]` is still due.
     pending: Vec<u8>,
     done: usize,
@@ -179,8 +184,9 @@ struct Subscription {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Ending {
-    /// The client started the closing handshake (the server answered with the same code). `code` is
-    /// `None` when its close frame carried no status code.
+    /// The client started the closing handshake: its close frame came in before the server had sent
+    /// one (the server answers it with the same code, unless its own close crossed it). `code` is `None`
+    /// when the client's close frame carried no status code.
     ByClient {
         /// The client's close code.
         code: Option<CloseCode>,
@@ -188,7 +194,8 @@ pub enum Ending {
         reason: String,
     },
     /// The server started it: a protocol error (1002, 1007, 1009, ...), the idle timeout (1001), an
-    /// overdue pong (1011), the handler's [`Conn::close`], or the server's shutdown (1001).
+    /// overdue pong (1011), the handler's [`Conn::close`], a panic in a handler callback (1011), or
+    /// the server's shutdown (1001).
     ByServer {
         /// The code of the server's close frame.
         code: CloseCode,
@@ -198,8 +205,9 @@ pub enum Ending {
     /// The server gave up on a client that stopped reading (the send timeout or the pending limit): it
     /// was sent 1008 if there was room for it, and its connection was shut down.
     Evicted,
-    /// No close frame went either way: the client went away (end of stream or reset), or the
-    /// server's shutdown could not write its 1001 to a client that was not reading.
+    /// No close frame went either way: the client went away (end of stream, or a reset, also one that
+    /// made a reply fail), or the server's shutdown could not write its 1001 to a client that was not
+    /// reading.
     Dropped,
 }
 
@@ -208,7 +216,8 @@ pub enum Ending {
 struct Closes {
     /// Ours: code (`None`: an empty close, which only ever answers an empty one) and reason.
     ours: Option<(Option<CloseCode>, String)>,
-    /// The client's: code, reason, and whether ours had gone out before it arrived.
+    /// The client's: code, reason, and whether ours had gone out before it arrived (before the read that
+    /// brought it in).
     theirs: Option<(Option<CloseCode>, String, bool)>,
 }
 
@@ -425,9 +434,9 @@ impl Conn {
             .get_or_insert_with(|| close_parts(payload));
     }
 
-    /// Records the client's close frame (`None`: it carried no status code).
-    fn close_received(&self, frame: Option<CloseFrame<'_>>) {
-        let after_ours = self.close_was_sent();
+    /// Records the client's close frame (`None`: it carried no status code); `after_ours`: ours had gone
+    /// out before the read that brought it in began.
+    fn close_received(&self, frame: Option<CloseFrame<'_>>, after_ours: bool) {
         lock(&self.closes).theirs.get_or_insert_with(|| {
             let (code, reason) = frame.map_or((None, String::new()), |f| {
                 (Some(f.code), f.reason.to_string())
@@ -463,6 +472,10 @@ impl Conn {
         self.lock_writer().broken
     }
 
+    fn was_evicted(&self) -> bool {
+        self.lock_writer().evicted
+    }
+
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis())
             .unwrap_or(u64::MAX)
@@ -472,6 +485,10 @@ impl Conn {
     /// Queues one frame and writes as much as the socket takes now. On the connection's own worker,
     /// then waits (bounded by the send timeout) until the queue has drained.
     fn send_frame(&self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        if self.state.load(Ordering::SeqCst) == STATE_CLOSING {
+            // The session is over (on_close, or later): nothing more goes to this client.
+            return Err(SendError::Closed);
+        }
         let header = FrameHeader::new(true, opcode, None, payload.len() as u64).encode();
         let own = SERVING.with(Cell::get) == self.id;
         let total = header.as_bytes().len() + payload.len();
@@ -689,6 +706,7 @@ impl Conn {
             }
         }
         w.broken = true;
+        w.evicted = true;
         w.pending = Vec::new();
         w.done = 0;
         let _ = self.socket.shutdown(Shutdown::Both);
@@ -968,12 +986,9 @@ pub(crate) fn serve(shared: &Arc<Shared>, slot: usize, socket: Socket, peer: Soc
 fn handler_panicked(shared: &Shared, conn: &Conn) -> End {
     Stats::bump(&shared.stats.handler_panics);
     error!(
-        "connection {} from {}: the handler panicked; closing with 1011",
+        "connection {} from {}: a panic ended the session; closing with 1011",
         conn.id, conn.peer
     );
-    if shared.is_shutting_down() {
-        return End::Shutdown;
-    }
     if conn.close_was_sent() {
         return End::Closing;
     }
@@ -1104,7 +1119,7 @@ fn run_handshake(shared: &Shared, conn: &Conn) -> Result<Vec<u8>, End> {
 fn end_without_close(shared: &Shared, conn: &Conn) -> End {
     if shared.is_shutting_down() {
         End::Shutdown
-    } else if conn.is_broken() {
+    } else if conn.was_evicted() {
         End::Evicted
     } else {
         End::PeerGone
@@ -1185,6 +1200,9 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
     // Whether the read timeout is what remained of the idle timeout after a quiet check (restored to
     // the whole idle timeout once the client sends again).
     let mut idle_shortened = false;
+    // Whether our close frame had gone out before the last read began: a client's close that read brought
+    // in may answer ours; one read before it went out was the client's own.
+    let mut ours_before_read = false;
     loop {
         if session.state() == SessionState::Open && shared.is_shutting_down() {
             if !conn.close_was_sent() {
@@ -1235,7 +1253,7 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
                     }
                 }
                 Event::Close(frame) => {
-                    conn.close_received(frame);
+                    conn.close_received(frame, ours_before_read);
                     frame.map(|f| f.code)
                 }
             };
@@ -1304,6 +1322,7 @@ fn run_session(shared: &Shared, conn: &Conn, leftover: Vec<u8>) -> End {
                 quiet_check = true;
             }
         }
+        ours_before_read = conn.close_was_sent();
         match conn.read(&mut buf[end..]) {
             Ok(0) => return end_of_input(shared, conn, &mut session, &mut buf),
             Ok(n) => {
@@ -1382,7 +1401,7 @@ fn end_of_input(shared: &Shared, conn: &Conn, session: &mut Session, buf: &mut [
         while pos < n {
             match session.read(&mut buf[pos..n]) {
                 Ok((_, Event::Close(frame))) => {
-                    conn.close_received(frame);
+                    conn.close_received(frame, true);
                     shared
                         .shutdown_state
                         .answered

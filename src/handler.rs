@@ -20,8 +20,9 @@ pub trait Handler: Send + Sync + 'static {
     fn on_message(&self, conn: &Conn, message: Message<'_>);
 
     /// The connection is ending: `ending` says who closed it, with which code and reason, or how it
-    /// ended without a close frame. Called once, on the connection's worker, after its last
-    /// [`Handler::on_message`]; what is sent from here is not delivered (the close has gone out).
+    /// ended without a close frame. Called once for every connection that got [`Handler::on_open`], on
+    /// its worker, after its last [`Handler::on_message`]. The session is over: a send from here (or
+    /// from any thread, from now on) returns [`crate::SendError::Closed`].
     fn on_close(&self, _conn: &Conn, _ending: &Ending) {}
 
     /// A periodic subscription of this connection (see [`Conn::subscribe`]) is due. Called from the

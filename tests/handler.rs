@@ -6,15 +6,18 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hydrogen_ws::{Conn, Ending, Handler, Server};
-use hydrogen_ws_protocol::{CloseCode, Message, OpCode};
+use hydrogen_ws::{Conn, Ending, Handler, SendError, Server};
+use hydrogen_ws_protocol::{encode_masked_frame, CloseCode, Message, OpCode};
 use support::{config, open_small_rcvbuf, server_with, wait_until, RawClient};
 
-/// Echoes, and records every `on_close`. "close-me" makes it close with 4000; "boom" makes it panic;
-/// "flood" makes it send far more than a client that does not read can take.
+/// Echoes, and records every `on_close` (where it also tries to say goodbye, which must not reach the
+/// client). "close-me" makes it close with 4000; "boom" makes it panic; "slow" makes it wait 300 ms
+/// before its echo; "flood" makes it send far more than a client that does not read can take.
 #[derive(Clone, Default)]
 struct Recorder {
     endings: Arc<Mutex<Vec<(u64, Ending)>>>,
+    /// A send from on_close was not refused.
+    late_send_taken: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Handler for Recorder {
@@ -24,6 +27,10 @@ impl Handler for Recorder {
                 let _ = conn.close(CloseCode(4000), "done");
             }
             b"boom" => panic!("handler bug"),
+            b"slow" => {
+                std::thread::sleep(Duration::from_millis(300));
+                let _ = conn.send(message);
+            }
             b"flood" => {
                 let blob = vec![7u8; 64 * 1024];
                 for _ in 0..1000 {
@@ -39,6 +46,10 @@ impl Handler for Recorder {
     }
 
     fn on_close(&self, conn: &Conn, ending: &Ending) {
+        if !matches!(conn.send_text("bye"), Err(SendError::Closed)) {
+            self.late_send_taken
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let mut endings = self.endings.lock().unwrap_or_else(|p| p.into_inner());
         endings.push((conn.id(), ending.clone()));
     }
@@ -51,8 +62,12 @@ impl Recorder {
             !self.endings.lock().expect("lock").is_empty()
         });
         assert!(arrived, "on_close was not called");
-        // Nothing else may follow for the same connection.
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !self
+                .late_send_taken
+                .load(std::sync::atomic::Ordering::SeqCst),
+            "a send from on_close was not refused"
+        );
         let endings = self.endings.lock().expect("lock");
         assert_eq!(endings.len(), 1, "{endings:?}");
         endings[0].1.clone()
@@ -237,5 +252,96 @@ fn publish_reaches_the_subscribers_of_its_topic_only() {
     for c in [&mut news, &mut sports, &mut nothing] {
         assert_eq!(c.read_frame().expect("the broadcast").payload, b"all");
     }
+    server.shutdown();
+}
+
+#[test]
+fn replies_sent_before_a_panic_go_out_ahead_of_the_1011() {
+    let recorder = Recorder::default();
+    let server = start(&recorder);
+    let mut c = RawClient::open(server.local_addr());
+    // Both in one write, so that the echo of the first is still held back when the second panics.
+    let mut both = encode_masked_frame(true, OpCode::Text, [1, 2, 3, 4], b"first");
+    both.extend(encode_masked_frame(
+        true,
+        OpCode::Text,
+        [1, 2, 3, 4],
+        b"boom",
+    ));
+    c.send_raw(&both);
+    let f = c.read_frame().expect("the echo");
+    assert_eq!((f.opcode, f.payload.as_slice()), (1, &b"first"[..]));
+    assert_eq!(c.read_close().expect("the close"), Some(1011));
+    assert_eq!(recorder.only_ending(), by_server(1011, "internal error"));
+    server.shutdown();
+}
+
+#[test]
+fn a_client_that_resets_while_its_reply_is_due_is_dropped_not_evicted() {
+    let recorder = Recorder::default();
+    let server = start(&recorder);
+    let c = RawClient::open(server.local_addr());
+    let mut stream = c.stream;
+    std::io::Write::write_all(
+        &mut stream,
+        &encode_masked_frame(true, OpCode::Text, [1, 2, 3, 4], b"slow"),
+    )
+    .expect("send");
+    std::thread::sleep(Duration::from_millis(50));
+    // A reset while the handler sleeps: its echo then fails.
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER");
+    drop(stream);
+    assert_eq!(recorder.only_ending(), Ending::Dropped);
+    assert_eq!(server.handle().stats().evicted, 0);
+    server.shutdown();
+}
+
+#[test]
+fn a_client_close_read_before_the_shutdowns_1001_went_out_is_the_clients() {
+    let recorder = Recorder::default();
+    let server = start(&recorder);
+    let mut c = RawClient::open(server.local_addr());
+    // The close arrives with a message whose handler is still busy when the shutdown writes its 1001.
+    let mut close = 1000u16.to_be_bytes().to_vec();
+    close.extend_from_slice(b"bye");
+    let mut both = encode_masked_frame(true, OpCode::Text, [1, 2, 3, 4], b"slow");
+    both.extend(encode_masked_frame(
+        true,
+        OpCode::Close,
+        [1, 2, 3, 4],
+        &close,
+    ));
+    c.send_raw(&both);
+    std::thread::sleep(Duration::from_millis(100));
+    let _ = server.handle().shutdown();
+    assert_eq!(
+        recorder.only_ending(),
+        Ending::ByClient {
+            code: Some(CloseCode(1000)),
+            reason: "bye".to_string()
+        }
+    );
+}
+
+#[test]
+fn nothing_sent_from_on_close_reaches_the_client() {
+    let recorder = Recorder::default();
+    let server = start(&recorder);
+    let mut c = RawClient::open(server.local_addr());
+    // Half-closed: the client can still read whatever the server would send.
+    c.stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("half-close");
+    assert_eq!(recorder.only_ending(), Ending::Dropped);
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    assert_eq!(
+        c.read_to_eof().expect("a clean end"),
+        0,
+        "something arrived"
+    );
     server.shutdown();
 }

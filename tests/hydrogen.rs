@@ -431,6 +431,11 @@ fn metrics_count_what_happened() {
         assert_eq!(request(&mut c, ping)["type"], "pong");
     }
     assert_eq!(http_get(&server, "/health", "").status, 200);
+    // The /health connection's worker lets go of it once the client has closed its side too.
+    assert!(support::wait_until(Duration::from_secs(3), || server
+        .handle()
+        .connections()
+        == 1));
     let r = http_get(
         &server,
         "/metrics",
