@@ -181,6 +181,49 @@ struct Subscription {
 }
 
 /// How a connection ended, as [`crate::Handler::on_close`] is told.
+///
+/// # Example
+///
+/// A handler that notes every ending; the client closes with 1000:
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use hydrogen_ws::protocol::{CloseCode, Message};
+/// use hydrogen_ws::{Config, Conn, Ending, Handler, Mode, Server};
+///
+/// #[derive(Clone, Default)]
+/// struct Endings(Arc<Mutex<Vec<Ending>>>);
+///
+/// impl Handler for Endings {
+///     fn on_message(&self, conn: &Conn, message: Message<'_>) {
+///         let _ = conn.send(message);
+///     }
+///     fn on_close(&self, _conn: &Conn, ending: &Ending) {
+///         self.0.lock().unwrap().push(ending.clone());
+///     }
+/// }
+///
+/// let config = Config {
+///     mode: Mode::Echo,
+///     listen: "127.0.0.1:0".parse().unwrap(),
+///     ..Config::default()
+/// };
+/// let endings = Endings::default();
+/// let server = Server::start(config, endings.clone()).unwrap();
+/// let (mut client, _) = tungstenite::connect(format!("ws://{}/", server.local_addr())).unwrap();
+/// client
+///     .close(Some(tungstenite::protocol::CloseFrame {
+///         code: 1000.into(),
+///         reason: "done".into(),
+///     }))
+///     .unwrap();
+/// while client.read().is_ok() {} // until the server's answer and its end of the stream
+/// server.shutdown(); // returns once every connection's worker is done with it
+/// assert_eq!(
+///     *endings.0.lock().unwrap(),
+///     [Ending::ByClient { code: Some(CloseCode(1000)), reason: "done".to_string() }]
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Ending {
