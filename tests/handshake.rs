@@ -66,6 +66,24 @@ fn http_1_0_gets_400() {
 }
 
 #[test]
+fn another_http_major_version_gets_505() {
+    let r = status_for(&upgrade_request("").replace("HTTP/1.1", "HTTP/2.0"));
+    assert_eq!(r.status, 505);
+    assert!(
+        r.head
+            .starts_with("HTTP/1.1 505 HTTP Version Not Supported\r\n"),
+        "{r:?}"
+    );
+    // The HTTP/2 connection preface of a client that assumed HTTP/2 (prior knowledge).
+    assert_eq!(status_for("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").status, 505);
+    // A plain request too.
+    assert_eq!(
+        status_for("GET /health HTTP/3\r\nHost: a\r\n\r\n").status,
+        505
+    );
+}
+
+#[test]
 fn plain_get_gets_426() {
     let r = status_for("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(r.status, 426);

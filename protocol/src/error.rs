@@ -24,8 +24,11 @@ pub enum HandshakeError {
     BadTarget,
     /// The method is not `GET`.
     MethodNotAllowed,
-    /// The request is not HTTP/1.1.
+    /// The request is not HTTP/1.1 (HTTP/1.0, or a version token that is not `HTTP/1.x`).
     HttpVersion,
+    /// The request line names an HTTP major version other than 1 (`HTTP/2.0`, the HTTP/2 connection
+    /// preface `PRI * HTTP/2.0`, `HTTP/3`): 505, as RFC 9110 section 15.6.6 says.
+    HttpVersionNotSupported,
     /// No (or an empty) `Host` header.
     MissingHost,
     /// No `Upgrade` header at all: a plain HTTP request.
@@ -65,6 +68,7 @@ impl HandshakeError {
             HandshakeError::UriTooLong => 414,
             HandshakeError::MethodNotAllowed => 405,
             HandshakeError::MissingUpgrade | HandshakeError::UnsupportedVersion => 426,
+            HandshakeError::HttpVersionNotSupported => 505,
         }
     }
 
@@ -78,6 +82,7 @@ impl HandshakeError {
             HandshakeError::BadTarget => "the request target must be a path such as /chat",
             HandshakeError::MethodNotAllowed => "only GET is allowed",
             HandshakeError::HttpVersion => "HTTP/1.1 is required",
+            HandshakeError::HttpVersionNotSupported => "only HTTP/1.1 is served here",
             HandshakeError::MissingHost => "Host header is required",
             HandshakeError::MissingUpgrade => "this endpoint requires a WebSocket upgrade",
             HandshakeError::BadUpgrade => "Upgrade header must contain the websocket token",

@@ -180,6 +180,10 @@ fn handshake_seeds() -> Vec<(&'static str, Vec<u8>)> {
               Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"
                 .to_vec(),
         ),
+        (
+            "http2-preface",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+        ),
         ("version-8", swap("Version: 13", "Version: 8")),
         (
             "bad-key",

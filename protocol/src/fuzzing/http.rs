@@ -204,7 +204,10 @@ fn check_refusal(e: HandshakeError) {
     let bytes = e.response();
     let r = Response::parse(&bytes);
     assert_eq!(r.status, e.status());
-    assert!(matches!(r.status, 400 | 405 | 414 | 426 | 431), "{e:?}");
+    assert!(
+        matches!(r.status, 400 | 405 | 414 | 426 | 431 | 505),
+        "{e:?}"
+    );
     assert_eq!(r.header("Connection"), Some("close"));
     assert_eq!(r.body, format!("{}\n", e.reason()).as_bytes());
     match r.status {

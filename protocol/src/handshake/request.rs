@@ -175,7 +175,7 @@ fn parse_head(head: &[u8], limits: &HandshakeLimits) -> Result<Request, Handshak
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(HandshakeError::Malformed),
         Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::TooManyHeaders),
-        Err(httparse::Error::Version) => return Err(HandshakeError::HttpVersion),
+        Err(httparse::Error::Version) => return Err(version_error(first_line)),
         Err(_) => return Err(HandshakeError::Malformed),
     }
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
@@ -192,6 +192,19 @@ fn parse_head(head: &[u8], limits: &HandshakeLimits) -> Result<Request, Handshak
         version,
         headers,
     })
+}
+
+/// The error for a request line whose version httparse refused: 505 for another major version
+/// (`HTTP/2.0`, `HTTP/3`), 400 for anything else (`HTTP/1.2`, a malformed token).
+fn version_error(request_line: &[u8]) -> HandshakeError {
+    let line = request_line.strip_suffix(b"\r").unwrap_or(request_line);
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+    match version.strip_prefix(b"HTTP/") {
+        Some([major, ..]) if major.is_ascii_digit() && *major != b'1' => {
+            HandshakeError::HttpVersionNotSupported
+        }
+        _ => HandshakeError::HttpVersion,
+    }
 }
 
 /// Incremental request-head reader: push bytes as they arrive until it yields the [`Request`].
