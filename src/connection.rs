@@ -257,20 +257,20 @@ pub enum Ending {
 /// The first close frame each side sent, for [`Ending`].
 #[derive(Default)]
 struct Closes {
-    /// Ours: code (`None`: an empty close, which only ever answers an empty one) and reason.
+    /// Ours, when it went out through [`Conn::send_frame`]: code (`None`: an empty close, which only
+    /// ever answers an empty one) and reason. (The shutdown's 1001 is not kept here: every connection
+    /// gets the same one, so a close that went out without a record here was that one.)
     ours: Option<(Option<CloseCode>, String)>,
     /// The client's: code, reason, and whether ours had gone out before it arrived (before the read that
     /// brought it in).
     theirs: Option<(Option<CloseCode>, String, bool)>,
 }
 
-/// A close frame's code and reason as [`Closes`] keeps them (a payload the peer got wrong was refused
-/// by the session before it got here; ours are built valid).
-fn close_parts(payload: &[u8]) -> (Option<CloseCode>, String) {
-    match parse_close(payload) {
-        Ok(Some(frame)) => (Some(frame.code), frame.reason.to_string()),
-        _ => (None, String::new()),
-    }
+/// A close frame's code and reason as [`Closes`] keeps them (`None`: no status code).
+fn close_parts(frame: Option<CloseFrame<'_>>) -> (Option<CloseCode>, String) {
+    frame.map_or((None, String::new()), |f| {
+        (Some(f.code), f.reason.to_string())
+    })
 }
 
 /// A live connection as other threads see it: identity, the socket, and the write lock.
@@ -469,21 +469,16 @@ impl Conn {
         self.close_sent_ms.load(Ordering::Relaxed) != 0
     }
 
-    /// Records that our close frame (with this payload) went out; called with the write lock held.
-    fn mark_close_sent(&self, payload: &[u8]) {
+    /// Records that our close frame went out; called with the write lock held.
+    fn mark_close_sent(&self) {
         self.close_sent_ms.store(self.now_ms(), Ordering::Relaxed);
-        lock(&self.closes)
-            .ours
-            .get_or_insert_with(|| close_parts(payload));
     }
 
     /// Records the client's close frame (`None`: it carried no status code); `after_ours`: ours had gone
     /// out before the read that brought it in began.
     fn close_received(&self, frame: Option<CloseFrame<'_>>, after_ours: bool) {
         lock(&self.closes).theirs.get_or_insert_with(|| {
-            let (code, reason) = frame.map_or((None, String::new()), |f| {
-                (Some(f.code), f.reason.to_string())
-            });
+            let (code, reason) = close_parts(frame);
             (code, reason, after_ours)
         });
     }
@@ -491,23 +486,24 @@ impl Conn {
     /// How the connection ended, from the close frames both sides sent and how the read loop ended.
     fn ending(&self, end: End) -> Ending {
         let closes = lock(&self.closes);
+        let by_client = |(code, reason, _): &(Option<CloseCode>, String, bool)| Ending::ByClient {
+            code: *code,
+            reason: reason.clone(),
+        };
         match (&closes.theirs, &closes.ours) {
-            (Some((code, reason, false)), _) => Ending::ByClient {
-                code: *code,
-                reason: reason.clone(),
-            },
+            (Some(theirs @ (_, _, false)), _) => by_client(theirs),
             _ if end == End::Evicted => Ending::Evicted,
             (_, Some((code, reason))) => Ending::ByServer {
                 code: code.unwrap_or(CloseCode::NO_STATUS),
                 reason: reason.clone(),
             },
-            // The client's close after ours, without ours recorded, cannot happen; read it as the
-            // client's.
-            (Some((code, reason, true)), None) => Ending::ByClient {
-                code: *code,
-                reason: reason.clone(),
+            // Ours went out with no record of its own: the shutdown's 1001.
+            (_, None) if self.close_was_sent() => Ending::ByServer {
+                code: CloseCode::GOING_AWAY,
+                reason: crate::shutdown::GOING_AWAY_REASON.to_string(),
             },
-            (None, None) => Ending::Dropped,
+            // (A client's close after ours implies that ours went out: not reached with `Some`.)
+            (theirs, None) => theirs.as_ref().map_or(Ending::Dropped, by_client),
         }
     }
 
@@ -560,7 +556,10 @@ impl Conn {
         }
         self.enqueue(&mut w, header.as_bytes(), payload)?;
         if opcode == OpCode::Close {
-            self.mark_close_sent(payload);
+            self.mark_close_sent();
+            lock(&self.closes)
+                .ours
+                .get_or_insert_with(|| close_parts(parse_close(payload).ok().flatten()));
         }
         if !own || w.queued() == 0 {
             return Ok(());
@@ -822,11 +821,7 @@ impl Conn {
                 }
                 // Seen by the worker without the lock: it stops handing the client's data to the handler,
                 // and does not echo the client's close (ours answers it).
-                let payload = match FrameHeader::parse(frame) {
-                    Ok(Some((_, header_len))) => frame.get(header_len..).unwrap_or_default(),
-                    _ => &[],
-                };
-                self.mark_close_sent(payload);
+                self.mark_close_sent();
                 ShutdownClose::Written
             }
             _ => {

@@ -254,9 +254,12 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// The reason of the shutdown's 1001.
+pub(crate) const GOING_AWAY_REASON: &str = "server shutting down";
+
 /// The whole 1001 frame the shutdown writes to every client.
 fn going_away_frame() -> Vec<u8> {
-    let payload = close_payload(CloseCode::GOING_AWAY, "server shutting down");
+    let payload = close_payload(CloseCode::GOING_AWAY, GOING_AWAY_REASON);
     let payload = payload.as_bytes();
     let header = FrameHeader::new(true, OpCode::Close, None, payload.len() as u64).encode();
     let mut frame = header.as_bytes().to_vec();
