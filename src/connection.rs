@@ -507,6 +507,20 @@ impl Conn {
         }
     }
 
+    /// A handler callback of this connection (`callback`) panicked: count it, log it, and close with
+    /// 1011, unless a close went out already (then the closing handshake is under way: `Ok`).
+    pub(crate) fn close_after_panic(&self, callback: &str) -> Result<(), SendError> {
+        Stats::bump(&self.stats.handler_panics);
+        error!(
+            "connection {} from {}: a panic in the handler's {callback}; closing with 1011",
+            self.id, self.peer
+        );
+        if self.close_was_sent() {
+            return Ok(());
+        }
+        self.close(CloseCode::INTERNAL_ERROR, "internal error")
+    }
+
     fn is_broken(&self) -> bool {
         self.lock_writer().broken
     }
@@ -1019,18 +1033,9 @@ pub(crate) fn serve(shared: &Arc<Shared>, slot: usize, socket: Socket, peer: Soc
     }
 }
 
-/// A handler callback of this connection panicked: count it, and close with 1011 (unless a close went
-/// out already).
+/// A panic in on_open or on_message (or the read loop around them) ended the session.
 fn handler_panicked(shared: &Shared, conn: &Conn) -> End {
-    Stats::bump(&shared.stats.handler_panics);
-    error!(
-        "connection {} from {}: a panic ended the session; closing with 1011",
-        conn.id, conn.peer
-    );
-    if conn.close_was_sent() {
-        return End::Closing;
-    }
-    match conn.close(CloseCode::INTERNAL_ERROR, "internal error") {
+    match conn.close_after_panic("on_open or on_message") {
         Ok(()) => End::Closing,
         Err(_) => end_without_close(shared, conn),
     }

@@ -6,11 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hydrogen_ws_protocol::CloseCode;
-
-use crate::log::error;
 use crate::server::Shared;
-use crate::status::Stats;
 
 /// How often the ticker runs.
 pub(crate) const TICK: Duration = Duration::from_millis(50);
@@ -25,13 +21,7 @@ pub(crate) fn run(shared: &Arc<Shared>) {
             // A handler's on_subscription_due runs here: its panic ends its own connection, not the
             // ticker (which every connection's heartbeat, queue and subscriptions depend on).
             if catch_unwind(AssertUnwindSafe(|| conn.tick(shared, now))).is_err() {
-                Stats::bump(&shared.stats.handler_panics);
-                error!(
-                    "connection {} from {}: a panic in the handler's on_subscription_due; closing with 1011",
-                    conn.id(),
-                    conn.peer_addr()
-                );
-                let _ = conn.close(CloseCode::INTERNAL_ERROR, "internal error");
+                let _ = conn.close_after_panic("on_subscription_due");
             }
         }
         if now.duration_since(last_trim) >= TRIM_EVERY {
