@@ -52,9 +52,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
+use std::time::{Duration, Instant};
 
 mod common;
-use std::time::{Duration, Instant};
 
 /// Connection counts measured unless `HYDROGEN_BENCH_CONNS` says otherwise.
 const DEFAULT_CONNS: &[usize] = &[0, 1, 100, 1000, 10_000];

@@ -412,8 +412,7 @@ impl Request {
 
     /// Validate the request as a WebSocket opening handshake (RFC 6455 section 4.2.1).
     ///
-    /// Checks, in order: method, HTTP version, `Host`, `Upgrade`, the target (a path),
-    /// `Connection`,
+    /// Checks, in order: method, HTTP version, `Host`, `Upgrade`, the target (a path), `Connection`,
     /// `Sec-WebSocket-Version`, `Sec-WebSocket-Key`, `Sec-WebSocket-Protocol`, and finally that
     /// no body is announced. The first failure is returned.
     pub fn websocket(&self) -> Result<Upgrade, HandshakeError> {
