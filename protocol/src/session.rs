@@ -12,7 +12,7 @@
 use std::str;
 
 use crate::error::ProtocolError;
-use crate::frame::{Chunk, FrameDecoder, OpCode, Role, MAX_CONTROL_PAYLOAD};
+use crate::frame::{apply_mask, Chunk, FrameDecoder, OpCode, Role, MAX_CONTROL_PAYLOAD};
 use crate::message::{parse_close, CloseFrame, Message, Utf8Validator};
 
 /// Capacity the assembly buffer is shrunk back to after a larger message.
@@ -80,6 +80,55 @@ enum Ready {
     Ping,
     Pong,
     Close,
+}
+
+/// A whole data message in one frame at the start of a buffer, as a server receives it: FIN set,
+/// no RSV bits, text or binary, masked, a payload under 64 KiB in the minimal length encoding,
+/// within the limits, and all of it in the buffer. Anything else takes the general path.
+#[derive(Debug, Clone, Copy)]
+struct WholeFrame {
+    text: bool,
+    mask: [u8; 4],
+    /// Header length (mask included).
+    head: usize,
+    /// Payload length.
+    len: usize,
+}
+
+impl WholeFrame {
+    fn at(buf: &[u8], limit: u64) -> Option<WholeFrame> {
+        let text = match *buf.first()? {
+            0x81 => true,
+            0x82 => false,
+            _ => return None,
+        };
+        let b1 = *buf.get(1)?;
+        if b1 & 0x80 == 0 {
+            return None;
+        }
+        let (head, len) = match b1 & 0x7F {
+            127 => return None,
+            126 => {
+                let len = usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]));
+                // A short length in the long form is a protocol error: the general path says so.
+                if len < 126 {
+                    return None;
+                }
+                (8, len)
+            }
+            len => (6, usize::from(len)),
+        };
+        if len as u64 > limit || buf.len().checked_sub(head)? < len {
+            return None;
+        }
+        let mask = buf.get(head - 4..head)?.try_into().ok()?;
+        Some(WholeFrame {
+            text,
+            mask,
+            head,
+            len,
+        })
+    }
 }
 
 /// A WebSocket session after the upgrade: decodes frames, reassembles messages, validates UTF-8
@@ -171,6 +220,19 @@ impl Session {
                 self.assembly.shrink_to(ASSEMBLY_KEEP);
             }
         }
+        if self.state == SessionState::Open
+            && self.message.is_none()
+            && !self.decoder.in_frame()
+            && self.config.role == Role::Server
+        {
+            let limit = self
+                .config
+                .max_frame_size
+                .min(u64::try_from(self.config.max_message_size).unwrap_or(u64::MAX));
+            if let Some(frame) = WholeFrame::at(buf, limit) {
+                return self.whole_message(buf, frame);
+            }
+        }
         let (consumed, chunk) = match self.decoder.decode(buf) {
             Ok(decoded) => decoded,
             Err(e) => return Err(self.fail(e)),
@@ -229,6 +291,31 @@ impl Session {
             }
         };
         Ok((consumed, event))
+    }
+
+    /// The fast path of [`Session::read`]: a whole message in one frame that is entirely in `buf`.
+    /// Unmasked in place and delivered without going through the decoder's chunks; the outcome
+    /// is the one the general path gives for the same bytes.
+    fn whole_message<'a>(
+        &mut self,
+        buf: &'a mut [u8],
+        frame: WholeFrame,
+    ) -> Result<(usize, Event<'a>), ProtocolError> {
+        let end = frame.head + frame.len;
+        let Some(data) = buf.get_mut(frame.head..end) else {
+            // `WholeFrame::at` checked that the frame is all there; this is only a guard.
+            return Ok((0, Event::None));
+        };
+        apply_mask(data, frame.mask, 0);
+        let message = if frame.text {
+            match str::from_utf8(data) {
+                Ok(text) => Message::Text(text),
+                Err(_) => return Err(self.fail(ProtocolError::InvalidUtf8)),
+            }
+        } else {
+            Message::Binary(data)
+        };
+        Ok((end, Event::Message(message)))
     }
 
     fn fail(&mut self, e: ProtocolError) -> ProtocolError {

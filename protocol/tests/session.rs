@@ -430,3 +430,69 @@ fn a_message_of_exactly_the_limit_is_accepted_and_one_byte_more_is_not() {
     let (_, err) = drive(&mut Session::new(config), &over, &[]);
     assert_eq!(err.map(|e| e.0), Some(ProtocolError::MessageTooLarge));
 }
+
+/// One frame of the `whole_frame_path_agrees_with_byte_by_byte` input: a kind (0 text, 1 binary,
+/// 2 text that is not UTF-8, 3 a ping), a payload length, and how the header is written (0 as
+/// usual, 1 the length in the 16-bit form even when short, 2 an RSV bit set, 3 unmasked).
+fn odd_frame(kind: u8, len: usize, form: u8) -> (Vec<u8>, usize) {
+    let (op, mut payload) = match kind {
+        0 => (OpCode::Text, "é".repeat(len / 2).into_bytes()),
+        1 => (OpCode::Binary, (0..len).map(|i| i as u8).collect()),
+        2 => (OpCode::Text, vec![0xff; len.max(1)]),
+        _ => (OpCode::Ping, vec![7; len.min(125)]),
+    };
+    if kind == 0 && len % 2 == 1 {
+        payload.push(b'!');
+    }
+    let mut out = frame(true, op, &payload);
+    match form {
+        1 if payload.len() < 126 => {
+            // Rewrite as 126 + a 16-bit length: not the minimal encoding.
+            let mut long = vec![out[0], 0x80 | 126];
+            long.extend((payload.len() as u16).to_be_bytes());
+            long.extend(&out[2..]);
+            out = long;
+        }
+        2 => out[0] |= 0x40,
+        3 => {
+            let mut plain = vec![out[0], out[1] & 0x7f];
+            let head = if payload.len() < 126 { 2 } else { 4 };
+            plain.extend(&out[2..head]);
+            plain.extend(&payload);
+            out = plain;
+        }
+        _ => {}
+    }
+    (out, payload.len())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A whole single-frame message in the buffer takes `Session::read`'s fast path; fed a byte at a
+    /// time the same bytes go through the frame decoder. Both must give the same messages and the same
+    /// error, whatever the limits and however the frames are written.
+    #[test]
+    fn whole_frame_path_agrees_with_byte_by_byte(
+        frames in prop::collection::vec((0u8..4, prop_oneof![0usize..4, 120usize..132, 0usize..400], 0u8..8), 1..12),
+        max_frame in 0u64..400,
+        max_message in 0usize..400,
+        // Put one limit right at the first frame's payload length (minus one, equal, plus one).
+        tie in 0u8..7,
+    ) {
+        // Forms 4..8 are the usual header: odd headers in a quarter of the frames.
+        let built: Vec<(Vec<u8>, usize)> =
+            frames.iter().map(|&(k, l, f)| odd_frame(k, l, f % 4 * u8::from(f < 4))).collect();
+        let near = (built[0].1 + usize::from(tie % 3)).saturating_sub(1);
+        let config = SessionConfig {
+            role: Role::Server,
+            max_frame_size: if tie < 3 { near as u64 } else { max_frame },
+            max_message_size: if (3..6).contains(&tie) { near } else { max_message },
+        };
+        let input: Vec<u8> = built.into_iter().flat_map(|(bytes, _)| bytes).collect();
+        let (whole, err) = drive(&mut Session::new(config), &input, &[]);
+        let (bytes, err_b) = drive(&mut Session::new(config), &input, &every_byte(input.len()));
+        prop_assert_eq!(whole, bytes);
+        prop_assert_eq!(err.map(|e| e.0), err_b.map(|e| e.0));
+    }
+}
