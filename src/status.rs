@@ -114,24 +114,25 @@ impl Stats {
     /// message costs no atomic add on cache lines every worker writes.
     pub(crate) fn count_locally(&self) {
         LOCAL.with(|l| {
-            l.set(LocalCounts {
-                stats: self,
-                ..LocalCounts::NONE
-            })
+            l.take();
+            l.stats.set(self);
         });
     }
 
     /// Adds what this thread counted locally to the shared counters, and stops counting locally.
     pub(crate) fn flush_local_counts(&self) {
-        let l = LOCAL.with(|l| l.replace(LocalCounts::NONE));
-        if !std::ptr::eq(l.stats, self) {
+        let Some([messages_in, bytes_in, messages_out, bytes_out]) = LOCAL.with(|l| {
+            let mine = l.counting_for(self);
+            l.stats.set(std::ptr::null());
+            mine.then(|| l.take())
+        }) else {
             return;
-        }
+        };
         for (counter, n) in [
-            (&self.messages_in, l.messages_in),
-            (&self.bytes_in, l.bytes_in),
-            (&self.messages_out, l.messages_out),
-            (&self.bytes_out, l.bytes_out),
+            (&self.messages_in, messages_in),
+            (&self.bytes_in, bytes_in),
+            (&self.messages_out, messages_out),
+            (&self.bytes_out, bytes_out),
         ] {
             if n > 0 {
                 counter.fetch_add(n, Ordering::Relaxed);
@@ -142,8 +143,8 @@ impl Stats {
     /// Counts a message received.
     pub(crate) fn count_in(&self, bytes: usize) {
         if !self.count_local(|l| {
-            l.messages_in += 1;
-            l.bytes_in += bytes as u64;
+            l.messages_in.set(l.messages_in.get() + 1);
+            l.bytes_in.set(l.bytes_in.get() + bytes as u64);
         }) {
             Stats::bump(&self.messages_in);
             Stats::add(&self.bytes_in, bytes);
@@ -153,8 +154,8 @@ impl Stats {
     /// Counts a message sent.
     pub(crate) fn count_out(&self, bytes: usize) {
         if !self.count_local(|l| {
-            l.messages_out += 1;
-            l.bytes_out += bytes as u64;
+            l.messages_out.set(l.messages_out.get() + 1);
+            l.bytes_out.set(l.bytes_out.get() + bytes as u64);
         }) {
             Stats::bump(&self.messages_out);
             Stats::add(&self.bytes_out, bytes);
@@ -162,14 +163,12 @@ impl Stats {
     }
 
     /// Applies `f` to this thread's local counts if they are counting for `self`.
-    fn count_local(&self, f: impl FnOnce(&mut LocalCounts)) -> bool {
-        LOCAL.with(|cell| {
-            let mut l = cell.get();
-            if !std::ptr::eq(l.stats, self) {
+    fn count_local(&self, f: impl FnOnce(&LocalCounts)) -> bool {
+        LOCAL.with(|l| {
+            if !l.counting_for(self) {
                 return false;
             }
-            f(&mut l);
-            cell.set(l);
+            f(l);
             true
         })
     }
@@ -177,10 +176,13 @@ impl Stats {
     /// A consistent-enough copy of the main counters (with what the calling thread has counted locally).
     pub fn snapshot(&self) -> StatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut local = LOCAL.with(Cell::get);
-        if !std::ptr::eq(local.stats, self) {
-            local = LocalCounts::NONE;
-        }
+        let [local_in, local_bytes_in, local_out, local_bytes_out] = LOCAL.with(|l| {
+            if l.counting_for(self) {
+                [&l.messages_in, &l.bytes_in, &l.messages_out, &l.bytes_out].map(Cell::get)
+            } else {
+                [0; 4]
+            }
+        });
         StatsSnapshot {
             connections_total: get(&self.connections_total),
             upgrades: get(&self.upgrades),
@@ -191,38 +193,53 @@ impl Stats {
             evicted: get(&self.evicted),
             idle_timeouts: get(&self.idle_timeouts),
             heartbeat_timeouts: get(&self.heartbeat_timeouts),
-            messages_in: get(&self.messages_in) + local.messages_in,
-            messages_out: get(&self.messages_out) + local.messages_out,
-            bytes_in: get(&self.bytes_in) + local.bytes_in,
-            bytes_out: get(&self.bytes_out) + local.bytes_out,
+            messages_in: get(&self.messages_in) + local_in,
+            messages_out: get(&self.messages_out) + local_out,
+            bytes_in: get(&self.bytes_in) + local_bytes_in,
+            bytes_out: get(&self.bytes_out) + local_bytes_out,
             handler_panics: get(&self.handler_panics),
         }
     }
 }
 
-/// Messages and bytes a thread counts for one [`Stats`] before adding them to it in one go.
-#[derive(Debug, Clone, Copy)]
+/// Messages and bytes a thread counts for one [`Stats`] before adding them to it in one go. One cell
+/// each, so that counting a message touches only its two.
 struct LocalCounts {
-    /// The counters these belong to (compared, never dereferenced).
-    stats: *const Stats,
-    messages_in: u64,
-    bytes_in: u64,
-    messages_out: u64,
-    bytes_out: u64,
+    /// The counters these belong to (compared, never dereferenced); null when not counting locally.
+    stats: Cell<*const Stats>,
+    messages_in: Cell<u64>,
+    bytes_in: Cell<u64>,
+    messages_out: Cell<u64>,
+    bytes_out: Cell<u64>,
 }
 
 impl LocalCounts {
-    const NONE: LocalCounts = LocalCounts {
-        stats: std::ptr::null(),
-        messages_in: 0,
-        bytes_in: 0,
-        messages_out: 0,
-        bytes_out: 0,
-    };
+    fn counting_for(&self, stats: &Stats) -> bool {
+        std::ptr::eq(self.stats.get(), stats)
+    }
+
+    /// The counts (messages in, bytes in, messages out, bytes out), leaving zeros.
+    fn take(&self) -> [u64; 4] {
+        [
+            &self.messages_in,
+            &self.bytes_in,
+            &self.messages_out,
+            &self.bytes_out,
+        ]
+        .map(Cell::take)
+    }
 }
 
 thread_local! {
-    static LOCAL: Cell<LocalCounts> = const { Cell::new(LocalCounts::NONE) };
+    static LOCAL: LocalCounts = const {
+        LocalCounts {
+            stats: Cell::new(std::ptr::null()),
+            messages_in: Cell::new(0),
+            bytes_in: Cell::new(0),
+            messages_out: Cell::new(0),
+            bytes_out: Cell::new(0),
+        }
+    };
 }
 
 /// Plain copy of the main [`Stats`] counters.
