@@ -53,7 +53,11 @@ impl From<u16> for CloseCode {
 }
 
 /// A parsed close frame payload.
+// In declaration order (`repr(C)`), so that the code's two bytes sit where an `Event::Message` has its
+// tag, not the low bytes of its length: otherwise the compiler moves a message's length out of an
+// `Event` in two pieces and reads it back whole, which stalls the CPU on every message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
 pub struct CloseFrame<'a> {
     /// The status code.
     pub code: CloseCode,
@@ -124,6 +128,12 @@ pub fn close_payload(code: CloseCode, reason: &str) -> ClosePayload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_code_is_laid_out_first() {
+        // See the comment on `CloseFrame`: the code must not share bytes with a message's length.
+        assert_eq!(std::mem::offset_of!(CloseFrame<'_>, code), 0);
+    }
 
     #[test]
     fn sendable_codes() {
