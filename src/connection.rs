@@ -63,42 +63,28 @@ const SEND: libc::c_int = libc::MSG_NOSIGNAL;
 /// The same, and never block.
 const SEND_NOW: libc::c_int = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
 
-/// What a worker thread keeps about the connection it serves (one thread-local, one lookup per send).
-struct Worker {
+thread_local! {
     /// The id of the connection this worker thread is serving (0: none). A send from a connection's own
     /// worker waits for the client to take the data (back-pressure); a send from any other thread never
     /// waits.
-    serving: Cell<u64>,
+    static SERVING: Cell<u64> = const { Cell::new(0) };
     /// While the worker hands out the events of one read, its own small replies are gathered and go out
     /// together before the next read: one send for many pipelined messages instead of one each.
-    batching: Cell<bool>,
+    static BATCH: Cell<Batch> = const { Cell::new(Batch::Off) };
     /// The frames held back during the batch (all for the connection this worker serves), in order. Kept
     /// between batches while the connection is busy; freed when it goes quiet ([`release_batch_buffer`]).
-    held: RefCell<Vec<u8>>,
-}
-
-thread_local! {
-    static WORKER: Worker = const {
-        Worker {
-            serving: Cell::new(0),
-            batching: Cell::new(false),
-            held: RefCell::new(Vec::new()),
-        }
-    };
+    static BATCH_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Whether this thread is a worker serving a connection now (its handler is running, or its read loop).
 pub(crate) fn serving_here() -> bool {
-    WORKER.with(|w| w.serving.get()) != 0
-}
-
-fn set_serving(id: u64) {
-    WORKER.with(|w| w.serving.set(id));
+    SERVING.with(Cell::get) != 0
 }
 
 /// Gives the batch buffer's memory back (the connection went quiet or ended).
 fn release_batch_buffer() {
-    with_batch(|b| {
+    BATCH_BUF.with(|b| {
+        let mut b = b.borrow_mut();
         if b.capacity() > 0 {
             *b = Vec::new();
         }
@@ -107,7 +93,14 @@ fn release_batch_buffer() {
 
 /// Runs `f` on the frames this worker has held back so far.
 fn with_batch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-    WORKER.with(|w| f(&mut w.held.borrow_mut()))
+    BATCH_BUF.with(|b| f(&mut b.borrow_mut()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batch {
+    Off,
+    /// Gathering; `true` once something is held back.
+    On(bool),
 }
 
 /// Most bytes the worker holds back before sending them anyway.
@@ -120,7 +113,7 @@ struct BatchGuard<'a> {
 
 impl<'a> BatchGuard<'a> {
     fn start(stats: &'a Stats) -> BatchGuard<'a> {
-        WORKER.with(|w| w.batching.set(true));
+        BATCH.with(|b| b.set(Batch::On(false)));
         stats.count_locally();
         BatchGuard { stats }
     }
@@ -128,17 +121,14 @@ impl<'a> BatchGuard<'a> {
     /// Ends the batch; whether the worker held anything back that must now go out.
     fn finish(&self) -> bool {
         self.stats.flush_local_counts();
-        WORKER.with(|w| {
-            w.batching.set(false);
-            !w.held.borrow().is_empty()
-        })
+        BATCH.with(|b| b.replace(Batch::Off)) == Batch::On(true)
     }
 }
 
 impl Drop for BatchGuard<'_> {
     fn drop(&mut self) {
         self.stats.flush_local_counts();
-        WORKER.with(|w| w.batching.set(false));
+        BATCH.with(|b| b.set(Batch::Off));
         // Left without `finish` (the connection is ending): what was held back is not for anyone else.
         // Unless a handler panicked: the replies it was told went out still go, ahead of the 1011.
         if !std::thread::panicking() {
@@ -553,27 +543,25 @@ impl Conn {
             return Err(SendError::Closed);
         }
         let header = FrameHeader::new(true, opcode, None, payload.len() as u64).encode();
-        let (own, held) = WORKER.with(|worker| {
-            if worker.serving.get() != self.id {
-                return (false, None);
-            }
-            if opcode == OpCode::Close || !worker.batching.get() {
-                return (true, None);
-            }
+        let own = SERVING.with(Cell::get) == self.id;
+        let total = header.as_bytes().len() + payload.len();
+        if own && opcode != OpCode::Close && BATCH.with(Cell::get) != Batch::Off {
             // Held back (in this worker's own buffer, no lock taken) until the read loop ends the batch.
             if self.close_was_sent() {
-                return (true, Some(Err(SendError::Closed)));
+                return Err(SendError::Closed);
             }
-            let mut b = worker.held.borrow_mut();
-            if b.len() + header.len() + payload.len() > BATCH_LIMIT {
-                return (true, None);
+            let held = with_batch(|b| {
+                if b.len() + total > BATCH_LIMIT {
+                    return false;
+                }
+                b.extend_from_slice(header.as_bytes());
+                b.extend_from_slice(payload);
+                true
+            });
+            if held {
+                BATCH.with(|b| b.set(Batch::On(true)));
+                return Ok(());
             }
-            b.extend_from_slice(&header);
-            b.extend_from_slice(payload);
-            (true, Some(Ok(())))
-        });
-        if let Some(result) = held {
-            return result;
         }
         let mut w = self.lock_writer();
         if own {
@@ -988,12 +976,12 @@ pub(crate) fn serve(shared: &Arc<Shared>, slot: usize, socket: Socket, peer: Soc
     struct Leave<'a>(&'a Shared, usize);
     impl Drop for Leave<'_> {
         fn drop(&mut self) {
-            set_serving(0);
+            SERVING.with(|c| c.set(0));
             self.0.registry.remove(self.1);
         }
     }
     let _leave = Leave(shared, slot);
-    set_serving(id);
+    SERVING.with(|c| c.set(id));
 
     // Registered before this check, so a shutdown that started meanwhile either sees us or we see it.
     if shared.is_shutting_down() {
