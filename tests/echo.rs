@@ -546,3 +546,39 @@ fn a_client_that_lets_more_than_the_pending_limit_pile_up_is_evicted_without_wai
         == 0));
     server.shutdown();
 }
+
+/// Says goodbye to every client when dropped.
+struct ByeOnDrop(hydrogen_ws::ServerHandle);
+
+impl Drop for ByeOnDrop {
+    fn drop(&mut self) {
+        self.0.broadcast(Message::Text("bye"));
+    }
+}
+
+thread_local! {
+    static BYE: std::cell::RefCell<Option<ByeOnDrop>> = const { std::cell::RefCell::new(None) };
+}
+
+#[test]
+fn a_broadcast_from_a_thread_local_destructor_is_delivered() {
+    // The send path reads the server's own thread-locals; on a thread that is ending, some of them may
+    // already be gone. It must still work (a panic there would abort the whole process).
+    let server = echo_server();
+    let mut client = RawClient::open(server.local_addr());
+    let handle = server.handle();
+    assert!(support::wait_until(Duration::from_secs(2), || handle
+        .connections()
+        == 1));
+    std::thread::spawn(move || {
+        BYE.with(|b| *b.borrow_mut() = Some(ByeOnDrop(handle.clone())));
+        handle.broadcast(Message::Text("hi"));
+    })
+    .join()
+    .expect("the thread ends normally");
+    for expected in [&b"hi"[..], b"bye"] {
+        let frame = client.read_frame().expect("a broadcast");
+        assert_eq!(frame.payload, expected);
+    }
+    server.shutdown();
+}
