@@ -82,6 +82,17 @@ enum Ready {
     Close,
 }
 
+/// A complete message's payload as a [`Message`]: a text one must be UTF-8.
+fn whole_payload(text: bool, payload: &[u8]) -> Result<Message<'_>, ProtocolError> {
+    if text {
+        str::from_utf8(payload)
+            .map(Message::Text)
+            .map_err(|_| ProtocolError::InvalidUtf8)
+    } else {
+        Ok(Message::Binary(payload))
+    }
+}
+
 /// A whole data message in one frame at the start of a buffer, as a server receives it: FIN set,
 /// no RSV bits, text or binary, masked, a payload under 64 KiB in the minimal length encoding,
 /// within the limits, and all of it in the buffer. Anything else takes the general path.
@@ -248,27 +259,23 @@ impl Session {
         // while `state` is updated.
         let event = match ready {
             Ready::Nothing => Event::None,
-            Ready::Direct(OpCode::Text) => match str::from_utf8(chunk.data) {
-                Ok(text) => Event::Message(Message::Text(text)),
-                Err(_) => {
+            Ready::Direct(kind) => match whole_payload(kind == OpCode::Text, chunk.data) {
+                Ok(message) => Event::Message(message),
+                Err(e) => {
                     self.state = SessionState::Closed;
-                    return Err(ProtocolError::InvalidUtf8);
+                    return Err(e);
                 }
             },
-            Ready::Direct(_) => Event::Message(Message::Binary(chunk.data)),
             Ready::Assembled(kind) => {
                 self.release_assembly = true;
-                if kind == OpCode::Text {
-                    // Already validated piece by piece; this is the safe-code way to get a &str.
-                    match str::from_utf8(&self.assembly) {
-                        Ok(text) => Event::Message(Message::Text(text)),
-                        Err(_) => {
-                            self.state = SessionState::Closed;
-                            return Err(ProtocolError::InvalidUtf8);
-                        }
+                // A text message was validated piece by piece already; this is the safe-code way to
+                // get its &str.
+                match whole_payload(kind == OpCode::Text, &self.assembly) {
+                    Ok(message) => Event::Message(message),
+                    Err(e) => {
+                        self.state = SessionState::Closed;
+                        return Err(e);
                     }
-                } else {
-                    Event::Message(Message::Binary(&self.assembly))
                 }
             }
             Ready::Ping => Event::Ping(self.control.get(..self.control_len).unwrap_or_default()),
@@ -307,15 +314,10 @@ impl Session {
             return Ok((0, Event::None));
         };
         apply_mask(data, frame.mask, 0);
-        let message = if frame.text {
-            match str::from_utf8(data) {
-                Ok(text) => Message::Text(text),
-                Err(_) => return Err(self.fail(ProtocolError::InvalidUtf8)),
-            }
-        } else {
-            Message::Binary(data)
-        };
-        Ok((end, Event::Message(message)))
+        match whole_payload(frame.text, data) {
+            Ok(message) => Ok((end, Event::Message(message))),
+            Err(e) => Err(self.fail(e)),
+        }
     }
 
     fn fail(&mut self, e: ProtocolError) -> ProtocolError {
