@@ -178,7 +178,7 @@ impl Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let [local_in, local_bytes_in, local_out, local_bytes_out] = LOCAL.with(|l| {
             if l.counting_for(self) {
-                [&l.messages_in, &l.bytes_in, &l.messages_out, &l.bytes_out].map(Cell::get)
+                l.cells().map(Cell::get)
             } else {
                 [0; 4]
             }
@@ -218,15 +218,19 @@ impl LocalCounts {
         std::ptr::eq(self.stats.get(), stats)
     }
 
-    /// The counts (messages in, bytes in, messages out, bytes out), leaving zeros.
-    fn take(&self) -> [u64; 4] {
+    /// Messages in, bytes in, messages out, bytes out.
+    fn cells(&self) -> [&Cell<u64>; 4] {
         [
             &self.messages_in,
             &self.bytes_in,
             &self.messages_out,
             &self.bytes_out,
         ]
-        .map(Cell::take)
+    }
+
+    /// The counts (in the order of [`LocalCounts::cells`]), leaving zeros.
+    fn take(&self) -> [u64; 4] {
+        self.cells().map(Cell::take)
     }
 }
 
