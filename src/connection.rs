@@ -155,19 +155,17 @@ impl WriteState {
         self.pending.len() - self.done
     }
 
-    /// Queues what the kernel has not taken of a frame: `header` then `payload`, minus the first
+    /// Queues what the kernel has not taken of `parts` (one after the other): all but the first
     /// `taken` bytes.
-    fn hold(&mut self, header: &[u8], payload: &[u8], taken: usize) {
+    fn hold(&mut self, parts: [&[u8]; 3], mut taken: usize) {
         if self.queued() == 0 {
             self.pending.clear();
             self.done = 0;
         }
-        if taken < header.len() {
-            self.pending.extend_from_slice(&header[taken..]);
-            self.pending.extend_from_slice(payload);
-        } else {
-            self.pending
-                .extend_from_slice(&payload[taken - header.len()..]);
+        for part in parts {
+            let skip = taken.min(part.len());
+            taken -= skip;
+            self.pending.extend_from_slice(&part[skip..]);
         }
     }
 }
@@ -565,10 +563,16 @@ impl Conn {
         }
         let mut w = self.lock_writer();
         if own {
-            // Whatever this worker held back goes first: frames leave in the order they were sent.
-            self.send_held(&mut w)?;
+            // Whatever this worker held back goes first, in the same write: frames leave in the order
+            // they were sent, and a full batch costs no extra send.
+            with_batch(|held| {
+                let result = self.enqueue(&mut w, [held, header.as_bytes(), payload]);
+                held.clear();
+                result
+            })?;
+        } else {
+            self.enqueue(&mut w, [&[], header.as_bytes(), payload])?;
         }
-        self.enqueue(&mut w, header.as_bytes(), payload)?;
         if opcode == OpCode::Close {
             self.mark_close_sent();
             lock(&self.closes)
@@ -589,7 +593,7 @@ impl Conn {
             if held.is_empty() {
                 return Ok(());
             }
-            let result = self.enqueue(w, held, &[]);
+            let result = self.enqueue(w, [held, &[], &[]]);
             held.clear();
             result
         })
@@ -612,16 +616,15 @@ impl Conn {
         self.wait_drained()
     }
 
-    fn enqueue(&self, w: &mut WriteState, header: &[u8], payload: &[u8]) -> Result<(), SendError> {
+    /// Queues `parts` (written one after the other) and writes as much as the socket takes now.
+    fn enqueue(&self, w: &mut WriteState, parts: [&[u8]; 3]) -> Result<(), SendError> {
         if self.close_was_sent() || w.broken {
             return Err(SendError::Closed);
         }
-        let total = header.len() + payload.len();
+        let total: usize = parts.iter().map(|p| p.len()).sum();
         let mut taken = 0;
         if w.queued() == 0 {
-            taken = self
-                .send_now(header, payload)
-                .map_err(|e| self.fail_write(w, e))?;
+            taken = self.send_now(parts).map_err(|e| self.fail_write(w, e))?;
             if taken == total {
                 return Ok(());
             }
@@ -633,21 +636,21 @@ impl Conn {
         if w.queued() > self.max_pending {
             return Err(self.evict(w, "it let more than the pending limit pile up"));
         }
-        w.hold(header, payload, taken);
+        w.hold(parts, taken);
         w.stalled_since.get_or_insert_with(Instant::now);
         self.flush(w)
     }
 
-    /// One non-blocking vectored send of a frame; how much the kernel took.
-    fn send_now(&self, header: &[u8], payload: &[u8]) -> io::Result<usize> {
+    /// One non-blocking (vectored, unless only one part has bytes) send of `parts` in order; how much
+    /// the kernel took.
+    fn send_now(&self, parts: [&[u8]; 3]) -> io::Result<usize> {
         loop {
-            let sent = if payload.is_empty() {
-                self.socket.send_with_flags(header, SEND_NOW)
-            } else {
-                self.socket.send_vectored_with_flags(
-                    &[IoSlice::new(header), IoSlice::new(payload)],
+            let sent = match parts {
+                [only, [], []] | [[], only, []] => self.socket.send_with_flags(only, SEND_NOW),
+                [a, b, c] => self.socket.send_vectored_with_flags(
+                    &[IoSlice::new(a), IoSlice::new(b), IoSlice::new(c)],
                     SEND_NOW,
-                )
+                ),
             };
             match sent {
                 Ok(n) => return Ok(n),
@@ -754,7 +757,7 @@ impl Conn {
                 let header =
                     FrameHeader::new(true, OpCode::Close, None, payload.as_bytes().len() as u64)
                         .encode();
-                if let Ok(n) = self.send_now(header.as_bytes(), payload.as_bytes()) {
+                if let Ok(n) = self.send_now([&[], header.as_bytes(), payload.as_bytes()]) {
                     if n == header.as_bytes().len() + payload.as_bytes().len() {
                         self.stats.close_sent(CloseCode::POLICY_VIOLATION);
                     }
@@ -1481,7 +1484,22 @@ fn fail(shared: &Shared, conn: &Conn, error: ProtocolError) -> End {
 
 #[cfg(test)]
 mod tests {
-    use super::send_queue_len;
+    use super::{send_queue_len, WriteState};
+
+    #[test]
+    fn hold_queues_what_the_kernel_did_not_take_of_the_parts_in_order() {
+        let parts: [&[u8]; 3] = [b"held", b"head", b"payload"];
+        let all = parts.concat();
+        for taken in 0..=all.len() {
+            let mut w = WriteState::default();
+            w.hold(parts, taken);
+            assert_eq!(w.pending, &all[taken..], "taken {taken}");
+            // More held behind what is still queued goes after it.
+            w.hold([b"", b"x", b""], 0);
+            assert_eq!(w.queued(), all.len() - taken + 1);
+            assert_eq!(w.pending.last(), Some(&b'x'));
+        }
+    }
 
     fn pair() -> (socket2::Socket, std::net::TcpStream) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -317,6 +317,53 @@ fn replies_held_back_in_a_batch_leave_before_a_close_sent_after_them() {
     assert_eq!(handler.accepted_after_close.load(SeqCst), 0);
 }
 
+/// Answers a text message "TAG LEN" with LEN bytes of TAG (a byte).
+struct Sized;
+impl Handler for Sized {
+    fn on_message(&self, conn: &Conn, message: Message<'_>) {
+        let text = String::from_utf8_lossy(message.as_bytes()).into_owned();
+        let (tag, len) = text.split_once(' ').expect("TAG LEN");
+        let reply = vec![tag.parse::<u8>().expect("tag"); len.parse().expect("len")];
+        conn.send_binary(&reply).expect("the reply goes out");
+    }
+}
+
+#[test]
+fn a_reply_that_overflows_the_batch_leaves_after_the_held_ones_even_when_the_socket_takes_part() {
+    let server = server_with(config(), Sized);
+    // A small receive buffer: the client reads nothing until all four are sent, so the socket takes
+    // only part of the write that carries the held replies and the large one.
+    let mut c = RawClient::from_stream(support::open_small_rcvbuf(server.local_addr()));
+    // One write, so one read: three 20 KB replies are held back, the 4 MiB one overflows the batch and
+    // leaves with them, and the last is held again and follows once the client has taken the rest.
+    let requests = [
+        (1u8, 20_000usize),
+        (2, 20_000),
+        (3, 20_000),
+        (4, 4 << 20),
+        (5, 10),
+    ];
+    let mut bytes = Vec::new();
+    for (tag, len) in requests {
+        let text = format!("{tag} {len}");
+        bytes.extend(hydrogen_ws_protocol::encode_masked_frame(
+            true,
+            OpCode::Text,
+            [9, 8, 7, 6],
+            text.as_bytes(),
+        ));
+    }
+    c.send_raw(&bytes);
+    std::thread::sleep(Duration::from_millis(100));
+    for (tag, len) in requests {
+        let f = c.read_frame().expect("reply");
+        assert_eq!((f.opcode, f.payload.len()), (2, len), "reply {tag}");
+        assert!(f.payload.iter().all(|&b| b == tag), "reply {tag}");
+    }
+    assert_eq!(server.handle().stats().evicted, 0);
+    server.shutdown();
+}
+
 /// Answers every message with `self.0` bytes (a reply far larger than anything it would accept).
 struct BigReply(usize);
 impl Handler for BigReply {

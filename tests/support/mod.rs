@@ -90,6 +90,14 @@ impl RawClient {
         }
     }
 
+    /// A client on a stream that has completed the upgrade already.
+    pub fn from_stream(stream: TcpStream) -> RawClient {
+        RawClient {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     /// Connects and completes the upgrade; panics unless the server answers 101.
     pub fn open(addr: SocketAddr) -> RawClient {
         let mut c = RawClient::connect(addr);
