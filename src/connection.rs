@@ -103,8 +103,10 @@ enum Batch {
     On(bool),
 }
 
-/// Most bytes the worker holds back before sending them anyway.
-const BATCH_LIMIT: usize = 64 * 1024;
+/// Most bytes the worker holds back before sending them anyway. As large as a full read buffer: the
+/// echoes of one read's messages are smaller than the messages (they carry no mask), so they leave in one
+/// send.
+const BATCH_LIMIT: usize = MAX_READ_BUF;
 
 /// Ends a batch when dropped (the read loop left by any path), and adds its traffic to the counters.
 struct BatchGuard<'a> {
@@ -1217,8 +1219,10 @@ fn write_all(socket: &Socket, mut bytes: &[u8]) -> io::Result<()> {
 
 /// Smallest read buffer; idle connections hold this much.
 const MIN_READ_BUF: usize = 4 * 1024;
-/// The read buffer grows up to this while reads keep filling it.
-const MAX_READ_BUF: usize = 64 * 1024;
+/// The read buffer grows up to this while reads keep filling it. Large enough that a read takes in
+/// everything a client pipelining 64 messages of 1 KiB has in flight (at 64 KiB it took two reads, and
+/// two replies' worth of sends and wake-ups).
+const MAX_READ_BUF: usize = 128 * 1024;
 /// Small reads in a row after which a grown read buffer goes back to the small one.
 const SHRINK_AFTER: u32 = 4;
 /// A grown read buffer goes back to the small one after the client has been quiet this long.
