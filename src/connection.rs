@@ -544,17 +544,16 @@ impl Conn {
         }
         let header = FrameHeader::new(true, opcode, None, payload.len() as u64).encode();
         let own = SERVING.with(Cell::get) == self.id;
-        let total = header.as_bytes().len() + payload.len();
         if own && opcode != OpCode::Close && BATCH.with(Cell::get) != Batch::Off {
             // Held back (in this worker's own buffer, no lock taken) until the read loop ends the batch.
             if self.close_was_sent() {
                 return Err(SendError::Closed);
             }
             let held = with_batch(|b| {
-                if b.len() + total > BATCH_LIMIT {
+                if b.len() + header.as_bytes().len() + payload.len() > BATCH_LIMIT {
                     return false;
                 }
-                b.extend_from_slice(header.as_bytes());
+                header.append_to(b);
                 b.extend_from_slice(payload);
                 true
             });
@@ -563,17 +562,31 @@ impl Conn {
                 return Ok(());
             }
         }
+        self.write_frame(own, opcode, header.as_bytes(), payload)
+    }
+
+    /// [`Conn::send_frame`] for a frame that is not held back: it goes out now (after what this worker
+    /// held, if `own`), or is queued. Kept out of line so that holding a reply back, once per message
+    /// under load, stays a short call.
+    #[inline(never)]
+    fn write_frame(
+        &self,
+        own: bool,
+        opcode: OpCode,
+        header: &[u8],
+        payload: &[u8],
+    ) -> Result<(), SendError> {
         let mut w = self.lock_writer();
         if own {
             // Whatever this worker held back goes first, in the same write: frames leave in the order
             // they were sent, and a full batch costs no extra send.
             with_batch(|held| {
-                let result = self.enqueue(&mut w, [held, header.as_bytes(), payload]);
+                let result = self.enqueue(&mut w, [held, header, payload]);
                 held.clear();
                 result
             })?;
         } else {
-            self.enqueue(&mut w, [&[], header.as_bytes(), payload])?;
+            self.enqueue(&mut w, [&[], header, payload])?;
         }
         if opcode == OpCode::Close {
             self.mark_close_sent();
