@@ -699,8 +699,10 @@ impl Conn {
         }
         w.pending.clear();
         w.done = 0;
-        if w.pending.capacity() > 64 * 1024 {
-            w.pending.shrink_to(64 * 1024);
+        // Kept as large as a full batch, so that a client that takes each batch in parts does not cost
+        // a reallocation per batch.
+        if w.pending.capacity() > BATCH_LIMIT {
+            w.pending.shrink_to(BATCH_LIMIT);
         }
         w.stalled_since = None;
         Ok(())
