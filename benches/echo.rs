@@ -30,7 +30,14 @@
 //!   to our `--stack-size` in the RSS test);
 //! - `HYDROGEN_BENCH_CLIENT_THREADS` (default 2), `HYDROGEN_BENCH_SERVER_BIN` (skip the build and
 //!   use this binary), `HYDROGEN_BENCH_ONLY=ours:pipe:1:1024` with `HYDROGEN_BENCH_SECS=N` to hold
-//!   one point for N seconds (for a profiler attached to the server; its PID is printed).
+//!   one point for N seconds (for a profiler attached to the server; its PID is printed);
+//! - `HYDROGEN_BENCH_RUNS=N` (default 1): measure every point N times, one whole pass after another,
+//!   and print one table of medians and ranges over the runs instead of the single-run table: each
+//!   server's cost relative to the floor's in the same run, and how many runs met the targets of
+//!   issue 7 (this machine's timings move by 10-30 % between runs and hours, so one run ranks servers
+//!   only loosely);
+//! - `HYDROGEN_BENCH_BASELINE_BIN=path`: also run another build of hydrogen-ws, as server `base`, in
+//!   the same rotation (an A/B of two builds; its rows appear in the table of runs).
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -62,7 +69,11 @@ fn main() {
     let mut servers: Vec<Server> = Vec::new();
     for name in &plan.servers {
         servers.push(match name.as_str() {
-            "ours" => Server::ours(&bin, max_conns + 16, None),
+            "ours" => Server::ours("ours", &bin, max_conns + 16, None),
+            "base" => match &plan.baseline {
+                Some(base) => Server::ours("base", base, max_conns + 16, None),
+                None => panic!("server base needs HYDROGEN_BENCH_BASELINE_BIN"),
+            },
             "tungstenite" => Server::peer("tungstenite", "tungstenite-server"),
             "floor" => Server::peer("floor", "floor-server"),
             other => panic!("unknown server {other}"),
@@ -73,6 +84,55 @@ fn main() {
     }
 
     let mut results: Vec<Point> = Vec::new();
+    for run in 1..=plan.runs {
+        if plan.runs > 1 {
+            eprintln!("run {run} of {}", plan.runs);
+        }
+        measure(&plan, &servers, run, &mut results);
+    }
+    if plan.runs > 1 {
+        print_runs(&results, &plan);
+    } else {
+        print_table(&results, &plan);
+    }
+
+    for s in servers {
+        s.stop();
+    }
+
+    if !plan.rss_conns.is_empty() {
+        println!();
+        println!("Idle connections: RSS (VmRSS of the server process, from /proc/PID/status)");
+        println!(
+            "each connection: handshake + one 64 B echo, then idle 1 s; delta = (after - before) / N"
+        );
+        println!();
+        println!(
+            "| server      |  conns | before MiB | after MiB | KiB/conn (delta) | KiB/conn (total) | worker stacks: mappings, mean / max touched KiB |"
+        );
+        println!(
+            "|-------------|-------:|-----------:|----------:|-----------------:|-----------------:|--------------------------------------------------|"
+        );
+        for &n in &plan.rss_conns {
+            for name in &plan.servers {
+                let stack = plan.stack_size;
+                let server = match name.as_str() {
+                    "ours" => Server::ours("ours", &bin, n + 16, stack),
+                    "floor" | "base" => continue,
+                    _ => Server::peer("tungstenite", "tungstenite-server"),
+                };
+                match rss_point(&server, n, stack) {
+                    Ok(line) => println!("{line}"),
+                    Err(e) => println!("| {:<11} | {n:>6} | failed: {e} |", server.name),
+                }
+                server.stop();
+            }
+        }
+    }
+}
+
+/// One pass over every point of the plan, each server in turn; appends a row per server and point.
+fn measure(plan: &Plan, servers: &[Server], run: usize, results: &mut Vec<Point>) {
     for &conns in &plan.conns {
         // One set of connections per server and connection count, reused across sizes and modes.
         let mut pools: Vec<Vec<TcpStream>> = servers
@@ -96,7 +156,7 @@ fn main() {
                         }
                     }
                     let conns_vec = std::mem::take(&mut pools[i]);
-                    let (sample, back) = run_point(&plan, server, conns_vec, mode, size, slice);
+                    let (sample, back) = run_point(plan, server, conns_vec, mode, size, slice);
                     pools[i] = match back {
                         Some(back) => back,
                         None => open_conns(server.addr, conns).expect("reopen connections"),
@@ -107,45 +167,10 @@ fn main() {
                     if samples.is_empty() {
                         continue;
                     }
-                    let point = Point::merge(server.name, mode, conns, size, samples);
+                    let point = Point::merge(server.name, run, mode, conns, size, samples);
                     eprintln!("{}", point.line());
                     results.push(point);
                 }
-            }
-        }
-    }
-    print_table(&results, &plan);
-
-    for s in servers {
-        s.stop();
-    }
-
-    if !plan.rss_conns.is_empty() {
-        println!();
-        println!("Idle connections: RSS (VmRSS of the server process, from /proc/PID/status)");
-        println!(
-            "each connection: handshake + one 64 B echo, then idle 1 s; delta = (after - before) / N"
-        );
-        println!();
-        println!(
-            "| server      |  conns | before MiB | after MiB | KiB/conn (delta) | KiB/conn (total) | worker stacks: mappings, mean / max touched KiB |"
-        );
-        println!(
-            "|-------------|-------:|-----------:|----------:|-----------------:|-----------------:|--------------------------------------------------|"
-        );
-        for &n in &plan.rss_conns {
-            for name in &plan.servers {
-                let stack = plan.stack_size;
-                let server = match name.as_str() {
-                    "ours" => Server::ours(&bin, n + 16, stack),
-                    "floor" => continue,
-                    _ => Server::peer("tungstenite", "tungstenite-server"),
-                };
-                match rss_point(&server, n, stack) {
-                    Ok(line) => println!("{line}"),
-                    Err(e) => println!("| {:<11} | {n:>6} | failed: {e} |", server.name),
-                }
-                server.stop();
             }
         }
     }
@@ -163,6 +188,8 @@ struct Plan {
     client_threads: usize,
     stack_size: Option<usize>,
     only: Option<(String, String, usize, usize)>,
+    runs: usize,
+    baseline: Option<String>,
 }
 
 fn env_list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
@@ -209,7 +236,12 @@ impl Plan {
                 .ok()
                 .map(|v| v.parse().expect("HYDROGEN_BENCH_STACK_SIZE in bytes")),
             only,
+            runs: env_list::<usize>("HYDROGEN_BENCH_RUNS", "1")[0].max(1),
+            baseline: std::env::var("HYDROGEN_BENCH_BASELINE_BIN").ok(),
         };
+        if plan.baseline.is_some() && !plan.servers.iter().any(|s| s == "base") {
+            plan.servers.push("base".into());
+        }
         if let Some((server, mode, conns, size)) = &plan.only {
             plan.servers = vec![server.clone()];
             plan.modes = vec![mode.clone()];
@@ -231,7 +263,8 @@ struct Server {
 }
 
 impl Server {
-    fn ours(bin: &str, threads: usize, stack_size: Option<usize>) -> Server {
+    /// A hydrogen-ws binary in echo mode (`name`: `ours`, or `base` for a baseline build).
+    fn ours(name: &'static str, bin: &str, threads: usize, stack_size: Option<usize>) -> Server {
         let mut cmd = Command::new(bin);
         cmd.args([
             "--listen",
@@ -249,7 +282,7 @@ impl Server {
         if let Some(s) = stack_size {
             cmd.args(["--stack-size", &s.to_string()]);
         }
-        Server::start("ours", cmd)
+        Server::start(name, cmd)
     }
 
     /// A server built into this bench: the bench binary re-executed with `HYDROGEN_BENCH_ROLE=role`,
@@ -875,6 +908,8 @@ fn client_thread(
 
 struct Point {
     server: &'static str,
+    /// Which pass of `HYDROGEN_BENCH_RUNS` (from 1).
+    run: usize,
     mode: String,
     conns: usize,
     size: usize,
@@ -905,6 +940,7 @@ impl Point {
     /// Sums the slices of one server at one point into its row.
     fn merge(
         server: &'static str,
+        run: usize,
         mode: &str,
         conns: usize,
         size: usize,
@@ -923,6 +959,7 @@ impl Point {
         };
         Point {
             server,
+            run,
             mode: mode.to_string(),
             conns,
             size,
@@ -1058,7 +1095,8 @@ fn print_table(results: &[Point], plan: &Plan) {
         match p.server {
             "ours" => e[0] = Some(p),
             "tungstenite" => e[1] = Some(p),
-            _ => e[2] = Some(p),
+            "floor" => e[2] = Some(p),
+            _ => {} // `base`: only in the table of runs
         }
     }
     let ticks = clock_ticks();
@@ -1129,6 +1167,134 @@ fn print_table(results: &[Point], plan: &Plan) {
             lat(floor),
             others
         );
+    }
+}
+
+/// The targets of issue 7 that a point is held to: (what, whether this point met it).
+fn targets(p: &Point) -> Vec<(&'static str, bool)> {
+    match (p.mode.as_str(), p.conns, p.size) {
+        ("pipe", _, 1024) => vec![("CPU <= 0.5 us", p.cpu_us_per_msg <= 0.5)],
+        ("lat", 10, 64) => vec![
+            ("CPU <= 6 us", p.cpu_us_per_msg <= 6.0),
+            ("p50 < 40 us", p.p50_us.is_some_and(|v| v < 40.0)),
+            ("p99 < 100 us", p.p99_us.is_some_and(|v| v < 100.0)),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// The median of the finite values, if any.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.retain(|v| v.is_finite());
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
+/// "median (min-max)" of the finite values, with `digits` decimals.
+fn spread(values: &[f64], digits: usize) -> String {
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let Some(mid) = median(finite.clone()) else {
+        return "-".into();
+    };
+    let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{mid:.digits$} ({lo:.digits$}-{hi:.digits$})")
+}
+
+/// With `HYDROGEN_BENCH_RUNS` above 1: for each point and server, medians and ranges over the runs.
+fn print_runs(results: &[Point], plan: &Plan) {
+    // (mode, connections, size) -> server -> run -> row.
+    type ByRun<'a> = BTreeMap<usize, &'a Point>;
+    let mut by_key: BTreeMap<(String, usize, usize), BTreeMap<&str, ByRun<'_>>> = BTreeMap::new();
+    for p in results {
+        by_key
+            .entry((p.mode.clone(), p.conns, p.size))
+            .or_default()
+            .entry(p.server)
+            .or_default()
+            .insert(p.run, p);
+    }
+    println!();
+    println!(
+        "Echo, {} runs: median over the runs (min-max); {} s per point and run, {} client threads",
+        plan.runs, plan.secs, plan.client_threads
+    );
+    println!(
+        "/ floor, / base = median over the runs of (this row's CPU per message / that server's in the same run)"
+    );
+    println!(
+        "targets (issue 7): pipelined 1 KiB: at most 0.5 us of CPU; one in flight, 10 conns, 64 B: at most 6 us \
+         of CPU, p50 under 40 us, p99 under 100 us"
+    );
+    println!();
+    println!(
+        "| mode | conns |   size | server      | runs | us CPU/msg, median (min-max) | / floor | / base | p50 us, median | p99 us, median (min-max) | runs within the targets |"
+    );
+    println!(
+        "|------|------:|-------:|-------------|-----:|-----------------------------:|--------:|-------:|---------------:|-------------------------:|-------------------------|"
+    );
+    let mut keys: Vec<_> = by_key.keys().cloned().collect();
+    keys.sort_by_key(|(mode, conns, size)| (mode != "lat", *size, *conns));
+    for key in keys {
+        let servers = &by_key[&key];
+        let relative = |runs: &ByRun<'_>, to: &str| -> String {
+            let Some(other) = servers.get(to) else {
+                return "-".into();
+            };
+            let ratios = runs
+                .iter()
+                .filter_map(|(run, p)| Some(p.cpu_us_per_msg / other.get(run)?.cpu_us_per_msg))
+                .collect();
+            median(ratios).map_or("-".into(), |m| format!("{m:.2}x"))
+        };
+        for name in &plan.servers {
+            let Some(runs) = servers.get(name.as_str()) else {
+                continue;
+            };
+            let cpu: Vec<f64> = runs.values().map(|p| p.cpu_us_per_msg).collect();
+            let p50: Vec<f64> = runs.values().filter_map(|p| p.p50_us).collect();
+            let p99: Vec<f64> = runs.values().filter_map(|p| p.p99_us).collect();
+            let mut met: Vec<(&str, usize)> = Vec::new();
+            for p in runs.values() {
+                for (i, (what, ok)) in targets(p).into_iter().enumerate() {
+                    if met.len() <= i {
+                        met.push((what, 0));
+                    }
+                    met[i].1 += usize::from(ok);
+                }
+            }
+            let within = if met.is_empty() {
+                "-".to_string()
+            } else {
+                met.iter()
+                    .map(|(what, n)| format!("{what}: {n}/{}", runs.len()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let errors = if runs.values().all(|p| p.ok) {
+                ""
+            } else {
+                " [client errors]"
+            };
+            println!(
+                "| {:<4} | {:>5} | {:>6} | {:<11} | {:>4} | {:>28} | {:>7} | {:>6} | {:>14} | {:>24} | {within}{errors} |",
+                key.0,
+                key.1,
+                size_name(key.2),
+                name,
+                runs.len(),
+                spread(&cpu, 3),
+                if name == "floor" { "-".into() } else { relative(runs, "floor") },
+                if name == "base" { "-".into() } else { relative(runs, "base") },
+                median(p50).map_or("-".into(), |m| format!("{m:.1}")),
+                if p99.is_empty() { "-".into() } else { spread(&p99, 0) },
+            );
+        }
     }
 }
 
