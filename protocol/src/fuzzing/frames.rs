@@ -202,11 +202,11 @@ fn control_rule(h: &FrameHeader) -> Result<(), ProtocolError> {
     Ok(())
 }
 
-/// Encode then decode: a header with any length through [`FrameHeader::encode`] /
-/// [`FrameHeader::parse`] (bytes checked against the RFC's layout, every prefix incomplete or
-/// the same error); then a whole frame through [`FrameDecoder`] as the server receives it
-/// (masked) and as the client does (unmasked), cut in two, giving back header and payload or
-/// the error due; the role it is not meant for must refuse it for its masking.
+/// Encode then decode: a header with any length through [`FrameHeader::encode`] (and
+/// [`crate::frame::HeaderBuf::append_to`]) / [`FrameHeader::parse`] (bytes checked against the RFC's
+/// layout, every prefix incomplete or the same error); then a whole frame through [`FrameDecoder`] as
+/// the server receives it (masked) and as the client does (unmasked), cut in two, giving back header
+/// and payload or the error due; the role it is not meant for must refuse it for its masking.
 pub fn roundtrip(input: &RoundtripInput) {
     let opcode = OPCODES
         .get(usize::from(input.opcode) % OPCODES.len())
@@ -238,6 +238,14 @@ pub fn roundtrip(input: &RoundtripInput) {
     layout.extend_from_slice(ext);
     layout.extend(h.mask.iter().flatten());
     assert_eq!(enc.as_bytes(), &layout[..]);
+    // Appended behind other bytes, the same header and nothing else.
+    let mut appended = input.payload.clone();
+    enc.append_to(&mut appended);
+    assert_eq!(
+        appended.get(..input.payload.len()),
+        Some(&input.payload[..])
+    );
+    assert_eq!(appended.get(input.payload.len()..), Some(&layout[..]));
     let expected = control_rule(&h).map(|()| Some((h, enc.len())));
     assert_eq!(FrameHeader::parse(&enc), expected);
     for cut in 0..enc.len() {
