@@ -311,7 +311,7 @@ fn gigabyte_declared_lengths_allocate_nothing() {
     }
     std::thread::sleep(Duration::from_millis(200));
     let during = rss_kib();
-    // 20 x 64 KiB arrived (and 20 read buffers of up to 64 KiB); 40 GiB were declared.
+    // 20 x 64 KiB arrived (and 20 read buffers of up to 128 KiB); 40 GiB were declared.
     assert!(
         during < before + 8 * 1024,
         "RSS went from {before} KiB to {during} KiB while stalled"
