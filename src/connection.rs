@@ -580,11 +580,7 @@ impl Conn {
         if own {
             // Whatever this worker held back goes first, in the same write: frames leave in the order
             // they were sent, and a full batch costs no extra send.
-            with_batch(|held| {
-                let result = self.enqueue(&mut w, [held, header, payload]);
-                held.clear();
-                result
-            })?;
+            self.send_held(&mut w, header, payload)?;
         } else {
             self.enqueue(&mut w, [&[], header, payload])?;
         }
@@ -601,14 +597,20 @@ impl Conn {
         self.wait_drained()
     }
 
-    /// Writes (or queues) the frames this worker held back for this connection. After a close frame has
-    /// gone out (the shutdown's, from another thread) they are dropped: nothing may follow a close.
-    fn send_held(&self, w: &mut WriteState) -> Result<(), SendError> {
+    /// Writes (or queues) the frames this worker held back for this connection, then the frame
+    /// `header` + `payload` (none if `header` is empty), in one send. After a close frame has gone out
+    /// (the shutdown's, from another thread) they are dropped: nothing may follow a close.
+    fn send_held(
+        &self,
+        w: &mut WriteState,
+        header: &[u8],
+        payload: &[u8],
+    ) -> Result<(), SendError> {
         with_batch(|held| {
-            if held.is_empty() {
+            if held.is_empty() && header.is_empty() {
                 return Ok(());
             }
-            let result = self.enqueue(w, [held, &[], &[]]);
+            let result = self.enqueue(w, [held, header, payload]);
             held.clear();
             result
         })
@@ -619,7 +621,7 @@ impl Conn {
     fn flush_batch(&self) -> Result<(), SendError> {
         {
             let mut w = self.lock_writer();
-            match self.send_held(&mut w) {
+            match self.send_held(&mut w, &[], &[]) {
                 Ok(()) => {}
                 Err(SendError::Closed) if self.close_was_sent() => return Ok(()),
                 Err(e) => return Err(e),
