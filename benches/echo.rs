@@ -1085,6 +1085,16 @@ fn size_name(n: usize) -> String {
     }
 }
 
+/// The points of a table in the order it prints them: one in flight first, then by size, then by
+/// connections.
+fn table_order<'a>(
+    points: impl Iterator<Item = &'a (String, usize, usize)>,
+) -> Vec<(String, usize, usize)> {
+    let mut keys: Vec<_> = points.cloned().collect();
+    keys.sort_by_key(|(mode, conns, size)| (mode != "lat", *size, *conns));
+    keys
+}
+
 /// (mode, connections, size) -> [ours, tungstenite, floor].
 type Rows<'a> = BTreeMap<(String, usize, usize), [Option<&'a Point>; 3]>;
 
@@ -1126,8 +1136,7 @@ fn print_table(results: &[Point], plan: &Plan) {
     println!(
         "|------|------:|-------:|-----------:|-----------:|----------------:|----------------:|--------------:|----------------:|----------------:|-----------------:|-----------------:|-------:|"
     );
-    let mut keys: Vec<_> = by_key.keys().cloned().collect();
-    keys.sort_by_key(|(mode, conns, size)| (mode != "lat", *size, *conns));
+    let keys = table_order(by_key.keys());
     for key in keys {
         let [ours, tung, floor] = by_key[&key];
         let rate = |p: Option<&Point>| p.map_or("-".into(), |p| format!("{:.0}", p.msgs_per_s));
@@ -1238,8 +1247,7 @@ fn print_runs(results: &[Point], plan: &Plan) {
     println!(
         "|------|------:|-------:|-------------|-----:|-----------------------------:|--------:|-------:|---------------:|-------------------------:|-------------------------|"
     );
-    let mut keys: Vec<_> = by_key.keys().cloned().collect();
-    keys.sort_by_key(|(mode, conns, size)| (mode != "lat", *size, *conns));
+    let keys = table_order(by_key.keys());
     for key in keys {
         let servers = &by_key[&key];
         let relative = |runs: &ByRun<'_>, to: &str| -> String {
