@@ -916,6 +916,8 @@ struct Point {
     msgs_per_s: f64,
     cpu_us_per_msg: f64,
     cpu_util: f64,
+    /// The load client's CPU per message: on two cores it competes with the server for them.
+    client_us_per_msg: f64,
     /// CPU (in cores) used meanwhile by processes other than the server and this bench: a
     /// busy machine makes the point less trustworthy.
     other_cores: f64,
@@ -932,6 +934,8 @@ struct Sample {
     cpu: f64,
     /// CPU seconds of processes other than the server and this bench.
     others: f64,
+    /// CPU seconds of this bench (its load client).
+    client: f64,
     rtts_ns: Vec<u64>,
     ok: bool,
 }
@@ -950,9 +954,17 @@ impl Point {
         let secs: f64 = samples.iter().map(|s| s.secs).sum();
         let cpu: f64 = samples.iter().map(|s| s.cpu).sum();
         let others: f64 = samples.iter().map(|s| s.others).sum();
+        let client: f64 = samples.iter().map(|s| s.client).sum();
         let ok = samples.iter().all(|s| s.ok);
         let mut rtts: Vec<u64> = samples.into_iter().flat_map(|s| s.rtts_ns).collect();
         rtts.sort_unstable();
+        let per_msg_us = |seconds: f64| {
+            if msgs > 0 {
+                seconds * 1e6 / msgs as f64
+            } else {
+                f64::NAN
+            }
+        };
         let pct = |p: f64| -> Option<f64> {
             let i = ((rtts.len() as f64 * p) as usize).min(rtts.len().checked_sub(1)?);
             Some(rtts[i] as f64 / 1000.0)
@@ -964,12 +976,9 @@ impl Point {
             conns,
             size,
             msgs_per_s: msgs as f64 / secs,
-            cpu_us_per_msg: if msgs > 0 {
-                cpu * 1e6 / msgs as f64
-            } else {
-                f64::NAN
-            },
+            cpu_us_per_msg: per_msg_us(cpu),
             cpu_util: cpu / secs,
+            client_us_per_msg: per_msg_us(client),
             other_cores: others / secs,
             p50_us: pct(0.50),
             p99_us: pct(0.99),
@@ -983,7 +992,7 @@ impl Point {
             _ => String::new(),
         };
         format!(
-            "{:<11} {:<4} {:>5} conns {:>6} B: {:>9.0} msg/s, server {:.3} us CPU/msg ({:.0}% of a core), others {:.2} cores{lat}{}",
+            "{:<11} {:<4} {:>5} conns {:>6} B: {:>9.0} msg/s, server {:.3} us CPU/msg ({:.0}% of a core), client {:.3} us CPU/msg, others {:.2} cores{lat}{}",
             self.server,
             self.mode,
             self.conns,
@@ -991,6 +1000,7 @@ impl Point {
             self.msgs_per_s,
             self.cpu_us_per_msg,
             self.cpu_util * 100.0,
+            self.client_us_per_msg,
             self.other_cores,
             if self.ok { "" } else { "  [client errors]" }
         )
@@ -1071,6 +1081,7 @@ fn run_point(
         secs: (t1 - t0).as_secs_f64(),
         cpu: c1 - c0,
         others: ((b1 - b0) - (c1 - c0) - (s1 - s0)).max(0.0),
+        client: s1 - s0,
         // Pipelined round trips are not timed (they measure the window, not the server).
         rtts_ns: if pipelined { Vec::new() } else { rtts },
         ok,
@@ -1242,10 +1253,10 @@ fn print_runs(results: &[Point], plan: &Plan) {
     );
     println!();
     println!(
-        "| mode | conns |   size | server      | runs | us CPU/msg, median (min-max) | / floor | / base | p50 us, median | p99 us, median (min-max) | runs within the targets |"
+        "| mode | conns |   size | server      | runs | us CPU/msg, median (min-max) | / floor | / base | p50 us, median | p99 us, median (min-max) | client us CPU/msg | runs within the targets |"
     );
     println!(
-        "|------|------:|-------:|-------------|-----:|-----------------------------:|--------:|-------:|---------------:|-------------------------:|-------------------------|"
+        "|------|------:|-------:|-------------|-----:|-----------------------------:|--------:|-------:|---------------:|-------------------------:|------------------:|-------------------------|"
     );
     let keys = table_order(by_key.keys());
     for key in keys {
@@ -1267,6 +1278,7 @@ fn print_runs(results: &[Point], plan: &Plan) {
             let cpu: Vec<f64> = runs.values().map(|p| p.cpu_us_per_msg).collect();
             let p50: Vec<f64> = runs.values().filter_map(|p| p.p50_us).collect();
             let p99: Vec<f64> = runs.values().filter_map(|p| p.p99_us).collect();
+            let client: Vec<f64> = runs.values().map(|p| p.client_us_per_msg).collect();
             let mut met: Vec<(&str, usize)> = Vec::new();
             for p in runs.values() {
                 for (i, (what, ok)) in targets(p).into_iter().enumerate() {
@@ -1290,7 +1302,7 @@ fn print_runs(results: &[Point], plan: &Plan) {
                 " [client errors]"
             };
             println!(
-                "| {:<4} | {:>5} | {:>6} | {:<11} | {:>4} | {:>28} | {:>7} | {:>6} | {:>14} | {:>24} | {within}{errors} |",
+                "| {:<4} | {:>5} | {:>6} | {:<11} | {:>4} | {:>28} | {:>7} | {:>6} | {:>14} | {:>24} | {:>17} | {within}{errors} |",
                 key.0,
                 key.1,
                 size_name(key.2),
@@ -1301,6 +1313,7 @@ fn print_runs(results: &[Point], plan: &Plan) {
                 if name == "base" { "-".into() } else { relative(runs, "base") },
                 median(p50).map_or("-".into(), |m| format!("{m:.1}")),
                 if p99.is_empty() { "-".into() } else { spread(&p99, 0) },
+                median(client).map_or("-".into(), |m| format!("{m:.3}")),
             );
         }
     }
