@@ -168,7 +168,8 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl ConfigError {
-    pub(crate) fn new(option: &'static str, problem: impl Into<String>) -> Self {
+    /// An error for `option` (as spelled on the command line) that says what is wrong.
+    pub fn new(option: &'static str, problem: impl Into<String>) -> Self {
         ConfigError {
             option,
             problem: problem.into(),

@@ -21,9 +21,9 @@ use socket2::Socket;
 
 use crate::auth;
 use crate::http;
-use crate::log::{debug, error, info, warning};
 use crate::server::{ServerHandle, Shared};
 use crate::status::Stats;
+use log::{debug, error, info, warn};
 
 /// Why a send to a client failed.
 #[derive(Debug)]
@@ -766,10 +766,9 @@ impl Conn {
     fn evict(&self, w: &mut WriteState, why: &str) -> SendError {
         if !w.broken {
             Stats::bump(&self.stats.evicted);
-            warning!(
+            warn!(
                 "connection {} from {}: evicted (1008) because {why}",
-                self.id,
-                self.peer
+                self.id, self.peer
             );
             if w.queued() == 0 && !self.close_was_sent() {
                 let payload = close_payload(CloseCode::POLICY_VIOLATION, "client is not reading");
@@ -1193,7 +1192,7 @@ fn end_without_close(shared: &Shared, conn: &Conn) -> End {
 
 fn refuse(shared: &Shared, conn: &Conn, error: HandshakeError) -> End {
     shared.stats.refused(error.status());
-    warning!(
+    warn!(
         "connection {} from {}: refused {} ({})",
         conn.id,
         conn.peer,
@@ -1212,10 +1211,9 @@ fn refuse_status(
     headers: &[(&str, &str)],
 ) -> End {
     shared.stats.refused(status);
-    warning!(
+    warn!(
         "connection {} from {}: refused {status} ({reason})",
-        conn.id,
-        conn.peer
+        conn.id, conn.peer
     );
     let _ = write_all(&conn.socket, &handshake::refusal(status, reason, headers));
     End::Refused

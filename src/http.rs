@@ -9,9 +9,9 @@ use hydrogen_ws_protocol::{handshake, HandshakeError, Request};
 
 use crate::auth;
 use crate::config::Mode;
-use crate::log::warning;
 use crate::server::Shared;
 use crate::status;
+use log::warn;
 
 /// A complete response and its status.
 pub(crate) struct HttpResponse {
@@ -80,7 +80,7 @@ fn route(shared: &Shared, request: &Request, peer: SocketAddr) -> HttpResponse {
     let protected = matches!(request.path(), "/status" | "/metrics");
     if protected {
         if let Err(e) = auth::check_key(&shared.config, request) {
-            warning!(
+            warn!(
                 "{peer}: refused {} {} with {} ({})",
                 request.method,
                 request.path(),

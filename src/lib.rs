@@ -42,14 +42,12 @@
 
 mod app;
 pub mod auth;
-pub mod cli;
 pub mod config;
 mod connection;
 mod handler;
 mod http;
 mod listener;
 
-pub mod log;
 mod pool;
 mod registry;
 mod server;
@@ -63,5 +61,5 @@ pub use connection::{Conn, Ending, SendError};
 pub use handler::{Echo, Handler};
 pub use hydrogen_ws_protocol as protocol;
 pub use server::{BroadcastReport, Server, ServerError, ServerHandle};
-pub use shutdown::{ShutdownReport, Signals, Watchdog};
+pub use shutdown::ShutdownReport;
 pub use status::{Stats, StatsSnapshot};

@@ -14,10 +14,10 @@ use crossbeam_channel::{Receiver, Sender};
 use hydrogen_ws_protocol::handshake;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::log::{debug, error, warning};
 use crate::pool::{Job, Pool, Refused};
 use crate::server::Shared;
 use crate::status::Stats;
+use log::{debug, error, warn};
 
 /// Binds a TCP listener with `SO_REUSEADDR` and the given backlog.
 pub(crate) fn bind(addr: SocketAddr, backlog: i32) -> io::Result<Socket> {
@@ -55,7 +55,7 @@ pub(crate) fn accept_loop(shared: &Arc<Shared>, jobs: Sender<Job>) {
             Err(e) => {
                 // EMFILE and friends: the listener is fine, the process is short of something. Back off a
                 // little instead of spinning.
-                warning!("accept failed: {e}");
+                warn!("accept failed: {e}");
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
@@ -83,7 +83,7 @@ pub(crate) fn accept_loop(shared: &Arc<Shared>, jobs: Sender<Job>) {
 fn refuse_full(shared: &Shared, queue: &Sender<Socket>, socket: Socket, peer: SocketAddr) {
     Stats::bump(&shared.stats.refused_full);
     shared.stats.refused(503);
-    warning!(
+    warn!(
         "connection from {peer}: refused 503, all {} workers are busy",
         shared.config.threads
     );

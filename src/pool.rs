@@ -25,9 +25,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use socket2::Socket;
 
 use crate::connection::{self, lock};
-use crate::log::error;
 use crate::server::Shared;
 use crate::status::Stats;
+use log::error;
 
 /// An accepted socket on its way to a worker.
 pub(crate) struct Job {

@@ -12,7 +12,6 @@ use hydrogen_ws_protocol::{encode_masked_frame, OpCode};
 
 /// A configuration for tests: a free port, a few workers, quiet logs.
 pub fn config() -> Config {
-    hydrogen_ws::log::set_level(hydrogen_ws::log::Level::Off);
     Config {
         listen: "127.0.0.1:0".parse().expect("literal address"),
         mode: hydrogen_ws::Mode::Echo,

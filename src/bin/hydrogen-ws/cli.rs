@@ -5,10 +5,10 @@
 
 use std::fmt::Write as _;
 
-use crate::config::{
+use crate::logger::Level;
+use hydrogen_ws::config::{
     format_duration, format_size, parse_duration, parse_size, Config, ConfigError, Mode,
 };
-use crate::log::Level;
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

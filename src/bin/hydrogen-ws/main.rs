@@ -2,9 +2,13 @@
 
 use std::process::ExitCode;
 
-use hydrogen_ws::cli::{self, Command};
-use hydrogen_ws::log::{self, Level};
-use hydrogen_ws::{Echo, Hydrogen, Mode, Server, Signals, Watchdog};
+mod cli;
+mod logger;
+mod signals;
+
+use cli::Command;
+use hydrogen_ws::{Echo, Hydrogen, Mode, Server};
+use signals::{Signals, Watchdog};
 
 fn main() -> ExitCode {
     let args: Result<Vec<String>, _> = std::env::args_os()
@@ -47,7 +51,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    log::set_level(level);
+    logger::install(level);
 
     // Signals are caught before the server says it is ready, so a SIGTERM right after start-up is
     // already a graceful shutdown.
@@ -82,16 +86,14 @@ fn main() -> ExitCode {
     };
     // This line is the readiness signal scripts wait for; it always prints, whatever the log level.
     eprintln!("listening on ws://{}", server.local_addr());
-    hydrogen_ws::log_at!(
-        Level::Info,
+    log::info!(
         "mode {}, up to {threads} connections (a worker thread each, started on demand), shutdown deadline {}",
         mode.as_str(),
         hydrogen_ws::config::format_duration(shutdown_timeout)
     );
 
     if open {
-        hydrogen_ws::log_at!(
-            Level::Warn,
+        log::warn!(
             "no key configured: ANY client may connect ({}). Set --key or WEBSOCKET_KEY to require one.",
             if mode == Mode::Echo { "echo mode" } else { "--no-auth" }
         );
