@@ -2,8 +2,6 @@
 
 use hydrogen_ws_protocol::Request;
 
-use crate::config::{Config, Mode};
-
 /// Why a request's key was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -49,10 +47,10 @@ impl AuthError {
     }
 }
 
-/// Checks the request's key against the configured one (in constant time). Without a configured key,
-/// every request passes.
-pub fn check_key(config: &Config, request: &Request) -> Result<(), AuthError> {
-    let Some(expected) = &config.key else {
+/// Checks the request's key against `expected` (in constant time). Without an expected key, every
+/// request passes.
+pub fn check_key(expected: Option<&str>, request: &Request) -> Result<(), AuthError> {
+    let Some(expected) = expected else {
         return Ok(());
     };
     // An `Authorization` header of another scheme is not ours: a browser sends the Basic credentials of
@@ -131,37 +129,35 @@ fn percent_decode(text: &str) -> Result<Vec<u8>, AuthError> {
 }
 
 /// Checks the browser's `Origin` against the allow-list (no list: any origin, and clients that send none).
-pub fn check_origin(config: &Config, origin: Option<&str>) -> Result<(), String> {
-    if config.allowed_origins.is_empty() {
+pub fn check_origin(allowed: &[String], origin: Option<&str>) -> Result<(), String> {
+    if allowed.is_empty() {
         return Ok(());
     }
     match origin {
-        Some(o)
-            if config
-                .allowed_origins
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(o)) =>
-        {
-            Ok(())
-        }
+        Some(o) if allowed.iter().any(|a| a.eq_ignore_ascii_case(o)) => Ok(()),
         Some(o) => Err(format!("origin '{o}' is not allowed")),
         None => Err("an Origin header is required".to_string()),
     }
 }
 
-/// Picks the subprotocol: in hydrogen mode ours if the client offers it; a client that offers only others
-/// is refused (it would not understand our messages); a client that offers none is served without one.
-/// Echo mode never selects a subprotocol.
-pub fn negotiate_protocol(config: &Config, offered: &[String]) -> Result<Option<String>, String> {
-    if config.mode != Mode::Hydrogen || offered.is_empty() {
+/// Picks the subprotocol: `ours` if the client offers it; a client that offers only others is refused
+/// (it would not understand our messages); a client that offers none is served without one. Without
+/// `ours` (echo), no subprotocol is ever selected.
+pub fn negotiate_protocol(
+    ours: Option<&str>,
+    offered: &[String],
+) -> Result<Option<String>, String> {
+    let Some(ours) = ours else {
+        return Ok(None);
+    };
+    if offered.is_empty() {
         return Ok(None);
     }
-    if offered.iter().any(|p| p == &config.protocol) {
-        Ok(Some(config.protocol.clone()))
+    if offered.iter().any(|p| p == ours) {
+        Ok(Some(ours.to_string()))
     } else {
         Err(format!(
-            "this server speaks the '{}' subprotocol; offered: {}",
-            config.protocol,
+            "this server speaks the '{ours}' subprotocol; offered: {}",
             offered.join(", ")
         ))
     }
@@ -200,11 +196,9 @@ mod tests {
 
     #[test]
     fn the_key_comes_from_the_header_or_the_query() {
-        let config = Config {
-            key: Some("s3cret-key".into()),
-            ..Config::default()
+        let check = |target: &str, auth: Option<&str>| {
+            check_key(Some("s3cret-key"), &request(target, auth))
         };
-        let check = |target: &str, auth: Option<&str>| check_key(&config, &request(target, auth));
         assert_eq!(check("/", Some("Key s3cret-key")), Ok(()));
         assert_eq!(check("/", Some("key  s3cret-key ")), Ok(()));
         assert_eq!(check("/?key=s3cret-key", None), Ok(()));

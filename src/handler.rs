@@ -2,7 +2,7 @@
 
 use hydrogen_ws_protocol::Message;
 
-use crate::connection::{Conn, Ending};
+use crate::conn::{Conn, Ending};
 
 /// What the server calls for each connection. One handler serves every connection, from many worker
 /// threads at once, so it is `Send + Sync`; per-connection state can be keyed on [`Conn::id`].
@@ -28,15 +28,4 @@ pub trait Handler: Send + Sync + 'static {
     /// A periodic subscription of this connection (see [`Conn::subscribe`]) is due. Called from the
     /// server's ticker thread: send with the non-blocking [`Conn::send`], never wait here.
     fn on_subscription_due(&self, _conn: &Conn, _topic: &str) {}
-}
-
-/// Sends every text and binary message back unchanged: the mode for conformance tests and benchmarks.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Echo;
-
-impl Handler for Echo {
-    fn on_message(&self, conn: &Conn, message: Message<'_>) {
-        // A failed send has already been logged and has shut the connection; nothing more to do here.
-        let _ = conn.send(message);
-    }
 }

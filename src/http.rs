@@ -8,9 +8,7 @@ use std::net::SocketAddr;
 use hydrogen_ws_protocol::{handshake, HandshakeError, Request};
 
 use crate::auth;
-use crate::config::Mode;
-use crate::server::Shared;
-use crate::status;
+use crate::handle::Control;
 use log::warn;
 
 /// A complete response and its status.
@@ -33,7 +31,7 @@ impl HttpResponse {
     }
 
     /// A refusal: plain text naming the reason.
-    fn refusal(status: u16, reason: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    pub(crate) fn refusal(status: u16, reason: &str, headers: &[(&str, &str)]) -> HttpResponse {
         HttpResponse {
             status,
             bytes: handshake::refusal(status, reason, headers),
@@ -57,9 +55,15 @@ impl HttpResponse {
     }
 }
 
-/// Answers a request that did not ask for a WebSocket upgrade.
-pub(crate) fn respond(shared: &Shared, request: &Request, peer: SocketAddr) -> HttpResponse {
-    let response = route(shared, request, peer);
+/// Answers a request that did not ask for a WebSocket upgrade; `status_page`: whether `GET /` serves
+/// the live status page.
+pub(crate) fn respond(
+    server: &dyn Control,
+    status_page: bool,
+    request: &Request,
+    peer: SocketAddr,
+) -> HttpResponse {
+    let response = route(server, status_page, request, peer);
     if request.method == "HEAD" {
         response.without_body()
     } else {
@@ -67,7 +71,12 @@ pub(crate) fn respond(shared: &Shared, request: &Request, peer: SocketAddr) -> H
     }
 }
 
-fn route(shared: &Shared, request: &Request, peer: SocketAddr) -> HttpResponse {
+fn route(
+    server: &dyn Control,
+    status_page: bool,
+    request: &Request,
+    peer: SocketAddr,
+) -> HttpResponse {
     if request.method != "GET" && request.method != "HEAD" {
         return HttpResponse::refusal(405, "only GET is served here", &[("Allow", "GET, HEAD")]);
     }
@@ -79,7 +88,7 @@ fn route(shared: &Shared, request: &Request, peer: SocketAddr) -> HttpResponse {
     }
     let protected = matches!(request.path(), "/status" | "/metrics");
     if protected {
-        if let Err(e) = auth::check_key(&shared.config, request) {
+        if let Err(e) = auth::check_key(server.config().key.as_deref(), request) {
             warn!(
                 "{peer}: refused {} {} with {} ({})",
                 request.method,
@@ -91,21 +100,21 @@ fn route(shared: &Shared, request: &Request, peer: SocketAddr) -> HttpResponse {
         }
     }
     match request.path() {
-        "/status" => {
-            let body = status::document(shared).to_string();
-            HttpResponse::new(200, "application/json", body.as_bytes())
-        }
+        "/status" => match serde_json::to_string(&server.status_document()) {
+            Ok(body) => HttpResponse::new(200, "application/json", body.as_bytes()),
+            Err(_) => HttpResponse::refusal(500, "the status could not be written", &[]),
+        },
         "/metrics" => {
-            let body = status::metrics(shared);
+            let body = server.metrics();
             HttpResponse::new(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
                 body.as_bytes(),
             )
         }
-        "/health" if shared.is_shutting_down() => HttpResponse::refusal(503, "shutting down", &[]),
+        "/health" if server.is_shutting_down() => HttpResponse::refusal(503, "shutting down", &[]),
         "/health" => HttpResponse::new(200, "text/plain; charset=utf-8", b"ok\n"),
-        "/" if shared.config.mode == Mode::Hydrogen => {
+        "/" if status_page => {
             HttpResponse::new(200, "text/html; charset=utf-8", STATUS_PAGE.as_bytes())
         }
         "/" => HttpResponse::from_error(HandshakeError::MissingUpgrade),

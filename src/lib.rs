@@ -2,12 +2,29 @@
 //! (workers start on demand, one per connection), built to stop in milliseconds.
 //!
 //! ```text
-//!  acceptor thread ──accept──> pool (N workers, crossbeam channel) ──> connection (one per worker)
-//!       │ all busy: 503 + Retry-After                                   │ handshake (deadline) -> 101
+//!  acceptor thread ──accept──> pool (N workers, crossbeam channel) ──> worker (one connection each)
+//!       │ all busy: 503 + Retry-After                                   │ handshake (deadline), route -> 101
 //!       │                                                               │ read loop: bytes -> Session
-//!       └── shutdown(): listener shut, 1001 to every registered ──┐     │   -> messages -> Handler
+//!       └── shutdown(): listener shut, 1001 to every registered ──┐     │   -> messages -> route's Handler
 //!                       connection, shutdown(Both) -> workers wake └──> registry (slot per worker)
 //! ```
+//!
+//! # Layers
+//!
+//! Each module imports only modules below it (checked in CI):
+//!
+//! ```text
+//!  apps (echo, hydrogen)                      the applications, and the --mode route tables
+//!  server                                     builds each thread's context, hands out ServerHandle
+//!  runtime (listener, pool, worker, ticker, shutdown)
+//!  http, routes, auth, handler                plain HTTP; path -> application, key, subprotocol, origins
+//!  bus, registry                              broadcast and publish; the live connections
+//!  conn (Conn, writer, ending)                one connection as every thread sees it
+//!  handle, status, report                     ServerHandle over a narrow trait; status document, metrics
+//!  config, stats, sys                         leaves: settings, counters, every libc call
+//! ```
+//!
+//! Several applications can share one server, each on its own path: see [`Routes`].
 //!
 //! The protocol itself (handshake parsing, frames, messages, the close handshake) lives in the sans-IO
 //! crate [`hydrogen_ws_protocol`]; this crate owns sockets, threads and policy.
@@ -40,26 +57,44 @@
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-mod app;
-pub mod auth;
+// Leaves.
 pub mod config;
-mod connection;
+mod stats;
+mod sys;
+// Values and views over them.
+mod handle;
+mod report;
+pub mod status;
+// One connection.
+mod conn;
+// Many connections.
+mod bus;
+mod registry;
+// What serves a connection.
+pub mod auth;
 mod handler;
 mod http;
-mod listener;
-
-mod pool;
-mod registry;
+mod routes;
+// Threads.
+mod runtime;
+// Wiring.
 mod server;
-pub mod shutdown;
-pub mod status;
-mod ticker;
+// On top.
+mod apps;
 
-pub use app::Hydrogen;
+pub use apps::{routes_for_mode, Echo, Hydrogen};
 pub use config::{Config, ConfigError, Heartbeat, Limits, Mode};
-pub use connection::{Conn, Ending, SendError};
-pub use handler::{Echo, Handler};
+pub use conn::{Conn, Ending, SendError};
+pub use handle::ServerHandle;
+pub use handler::Handler;
 pub use hydrogen_ws_protocol as protocol;
-pub use server::{BroadcastReport, Server, ServerError, ServerHandle};
-pub use shutdown::ShutdownReport;
-pub use status::{Stats, StatsSnapshot};
+pub use report::{BroadcastReport, ShutdownReport};
+pub use routes::{Route, Routes};
+pub use server::{Server, ServerError};
+pub use stats::{Stats, StatsSnapshot};
+pub use status::StatusDocument;
+
+/// The Hydrogen application's constants (topics, intervals).
+pub mod hydrogen {
+    pub use crate::apps::{DEFAULT_INTERVAL, MAX_INTERVAL, MIN_INTERVAL, STATUS_TOPIC};
+}

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::Thread;
 
-use crate::connection::Conn;
+use crate::conn::Conn;
 
 /// Live connections, indexed by worker.
 pub struct Registry {

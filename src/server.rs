@@ -1,24 +1,33 @@
-//! The server: binds, starts the acceptor and the worker pool, and hands out a [`ServerHandle`].
+//! The server: binds, builds each thread's narrow context, starts the acceptor, the ticker and the worker
+//! pool, and hands out [`ServerHandle`]s.
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use socket2::Socket;
-
-use crate::config::{Config, ConfigError};
-use crate::handler::Handler;
-use crate::listener;
-use crate::pool::{self, Pool};
-use crate::registry::Registry;
-use crate::shutdown::{self, ShutdownReport, ShutdownState};
-use crate::status::{Stats, StatsSnapshot};
-use crate::ticker;
 use hydrogen_ws_protocol::Message;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::bus::{Bus, Delivery, InProcess};
+use crate::config::{Config, ConfigError};
+use crate::conn::ConnContext;
+use crate::handle::{Control, ServerHandle};
+use crate::handler::Handler;
+use crate::registry::Registry;
+use crate::report::{BroadcastReport, ShutdownReport};
+use crate::routes::Routes;
+use crate::runtime::listener::{self, AcceptContext, Job};
+use crate::runtime::pool::{self, Pool};
+use crate::runtime::shutdown::{self, ShutdownContext, ShutdownState};
+use crate::runtime::ticker::{self, TickerContext};
+use crate::runtime::worker::{self, WorkerContext};
+use crate::stats::{Stats, StatsSnapshot};
+use crate::status::{self, Sample, StatusDocument};
+use crate::sys;
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -35,6 +44,8 @@ pub enum ServerError {
     },
     /// A thread could not be started (too many threads or too little memory for their stacks).
     Spawn(io::Error),
+    /// The route table has no route at all: every upgrade would be refused.
+    NoRoutes,
 }
 
 impl fmt::Display for ServerError {
@@ -43,6 +54,7 @@ impl fmt::Display for ServerError {
             ServerError::Config(e) => write!(f, "invalid configuration: {e}"),
             ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             ServerError::Spawn(e) => write!(f, "cannot start threads: {e}"),
+            ServerError::NoRoutes => f.write_str("the route table is empty"),
         }
     }
 }
@@ -53,6 +65,7 @@ impl std::error::Error for ServerError {
             ServerError::Config(e) => Some(e),
             ServerError::Bind { source, .. } => Some(source),
             ServerError::Spawn(e) => Some(e),
+            ServerError::NoRoutes => None,
         }
     }
 }
@@ -63,107 +76,230 @@ impl From<ConfigError> for ServerError {
     }
 }
 
-/// State every thread of one server shares.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) handler: Arc<dyn Handler>,
-    pub(crate) registry: Registry,
-    pub(crate) pool: Pool,
-    pub(crate) stats: Arc<Stats>,
-    pub(crate) listener: Arc<Socket>,
-    pub(crate) local_addr: SocketAddr,
-    pub(crate) shutdown_state: ShutdownState,
-    pub(crate) started_at: Instant,
-    pub(crate) status_cache: Mutex<Option<(Instant, serde_json::Value)>>,
-    next_id: AtomicU64,
+/// How long a status document is reused: pushes to many subscribers in the same tick share one
+/// document (and one read of `/proc`).
+const STATUS_FRESH: Duration = Duration::from_millis(50);
+
+/// The server's own state. Only the server and its handles see it whole; each thread gets a context
+/// with the parts it uses.
+struct Inner {
+    config: Config,
+    local_addr: SocketAddr,
+    started_at: Instant,
+    stats: Arc<Stats>,
+    registry: Arc<Registry>,
+    pool: Arc<Pool<Job>>,
+    bus: Box<dyn Bus>,
+    shutdown: ShutdownContext,
+    status_cache: Mutex<Option<(Instant, StatusDocument)>>,
     /// The `Server` value was dropped (only handles remain).
     server_dropped: AtomicBool,
 }
 
-impl Shared {
-    pub(crate) fn is_shutting_down(&self) -> bool {
-        self.shutdown_state.started()
+impl Inner {
+    fn sample(&self) -> Sample {
+        let (rss_bytes, threads) = sys::process_usage();
+        Sample {
+            stats: self.stats.snapshot(),
+            refusals: self.stats.refusals_by_status(),
+            close_sent: self.stats.close_codes_sent(),
+            close_received: self.stats.close_codes_received(),
+            last_shutdown_us: self.stats.last_shutdown_us.load(Ordering::Relaxed),
+            uptime: self.started_at.elapsed(),
+            listen: self.local_addr,
+            shutting_down: self.shutdown.state.started(),
+            active: self.registry.live(),
+            workers: self.pool.spawned(),
+            rss_bytes,
+            threads,
+        }
+    }
+}
+
+impl Control for Inner {
+    fn publish(&self, topic: Option<&str>, message: Message<'_>) -> BroadcastReport {
+        self.bus.publish(topic, message)
     }
 
-    pub(crate) fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+    fn status_document(&self) -> StatusDocument {
+        let mut cache = self
+            .status_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, doc)) = cache.as_ref() {
+            if at.elapsed() < STATUS_FRESH {
+                return doc.clone();
+            }
+        }
+        let doc = status::document(&self.sample(), &self.config);
+        *cache = Some((Instant::now(), doc.clone()));
+        doc
     }
 
-    pub(crate) fn linger_deadline(&self) -> Instant {
-        self.shutdown_state.linger_until()
+    fn metrics(&self) -> String {
+        status::metrics(&self.sample(), &self.config)
+    }
+
+    fn shutdown(&self) -> ShutdownReport {
+        let report = shutdown::run(&self.shutdown);
+        // With the `Server` gone, no drop is left to release the parked workers: do it here, without
+        // waiting for them.
+        if self.server_dropped.load(Ordering::SeqCst) {
+            self.pool.release_workers(Instant::now());
+        }
+        report
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        self.shutdown.state.started()
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    fn connections(&self) -> usize {
+        self.registry.live()
+    }
+
+    fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    fn uptime(&self) -> Duration {
+        self.started_at.elapsed()
+    }
+
+    fn config(&self) -> &Config {
+        &self.config
     }
 }
 
 /// A running server. Dropping it does not stop it: call [`Server::shutdown`] (or keep a
 /// [`ServerHandle`] and call its `shutdown`).
 pub struct Server {
-    shared: Arc<Shared>,
+    inner: Arc<Inner>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Server {
-    /// Validates `config`, binds the listening socket and starts the acceptor, the ticker and a few
-    /// spare workers (the others start with their connections, up to `config.threads`). Returns once
-    /// the server accepts connections.
+    /// Starts a server that serves `handler` on every path, with the key, subprotocol and origin policy
+    /// of `config` (see [`Routes::for_config`]). Returns once the server accepts connections.
     pub fn start(config: Config, handler: impl Handler) -> Result<Server, ServerError> {
+        let routes = Routes::for_config(&config, handler);
+        Server::with_routes(config, routes)
+    }
+
+    /// Validates `config`, binds the listening socket and starts the acceptor, the ticker and a few
+    /// spare workers (the others start with their connections, up to `config.threads`), serving
+    /// `routes`. Returns once the server accepts connections.
+    pub fn with_routes(config: Config, routes: Routes) -> Result<Server, ServerError> {
         config.validate()?;
-        let listener =
-            listener::bind(config.listen, config.backlog).map_err(|source| ServerError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        if routes.is_empty() {
+            return Err(ServerError::NoRoutes);
+        }
+        let listener = bind(config.listen, config.backlog).map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let local_addr = listener
             .local_addr()
             .ok()
             .and_then(|a| a.as_socket())
             .unwrap_or(config.listen);
-        let shared = Arc::new(Shared {
-            registry: Registry::new(config.threads),
-            pool: Pool::new(config.threads),
-            handler: Arc::new(handler),
-            stats: Arc::new(Stats::default()),
-            listener: Arc::new(listener),
-            local_addr,
-            shutdown_state: ShutdownState::default(),
-            started_at: Instant::now(),
-            status_cache: Mutex::new(None),
-            next_id: AtomicU64::new(1),
-            server_dropped: AtomicBool::new(false),
-            config,
+        let listener = Arc::new(listener);
+        let stats = Arc::new(Stats::default());
+        let registry = Arc::new(Registry::new(config.threads));
+        let state = Arc::new(ShutdownState::default());
+        let routes = Arc::new(routes);
+        let started_at = Instant::now();
+        let inner = Arc::new_cyclic(|me: &Weak<Inner>| {
+            let server: Weak<dyn Control> = me.clone();
+            let workers = WorkerContext {
+                conns: ConnContext {
+                    server,
+                    stats: Arc::clone(&stats),
+                    send_timeout: config.limits.send_timeout,
+                    max_pending: config.limits.max_pending(),
+                    epoch: started_at,
+                },
+                registry: Arc::clone(&registry),
+                routes: Arc::clone(&routes),
+                stats: Arc::clone(&stats),
+                shutdown: Arc::clone(&state),
+                limits: config.limits,
+                next_id: AtomicU64::new(1),
+            };
+            let pool = Pool::new(
+                config.threads,
+                config.stack_size,
+                Box::new(move |job, slot| worker::work(&workers, job, slot)),
+            );
+            Inner {
+                local_addr,
+                started_at,
+                stats: Arc::clone(&stats),
+                registry: Arc::clone(&registry),
+                pool: Arc::new(pool),
+                bus: Box::new(InProcess::new(Delivery::new(Arc::clone(&registry)))),
+                shutdown: ShutdownContext {
+                    state: Arc::clone(&state),
+                    listener: Arc::clone(&listener),
+                    registry: Arc::clone(&registry),
+                    stats: Arc::clone(&stats),
+                    timeout: config.shutdown_timeout,
+                },
+                status_cache: Mutex::new(None),
+                server_dropped: AtomicBool::new(false),
+                config: config.clone(),
+            }
         });
-        Pool::start(&shared).map_err(ServerError::Spawn)?;
-        let jobs_tx = shared
+        Pool::start(&inner.pool).map_err(ServerError::Spawn)?;
+        let jobs_tx = inner
             .pool
             .sender()
-            .ok_or_else(|| ServerError::Spawn(std::io::Error::other("worker pool released")))?;
+            .ok_or_else(|| ServerError::Spawn(io::Error::other("worker pool released")))?;
         let mut threads = Vec::new();
-        let acceptor_shared = Arc::clone(&shared);
-        let acceptor = std::thread::Builder::new()
-            .name("hydrogen-ws-acceptor".into())
-            .stack_size(128 * 1024)
-            .spawn(move || listener::accept_loop(&acceptor_shared, jobs_tx))
-            .map_err(ServerError::Spawn)?;
-        threads.push(acceptor);
-        let ticker_shared = Arc::clone(&shared);
-        let ticker = std::thread::Builder::new()
-            .name("hydrogen-ws-ticker".into())
-            .stack_size(256 * 1024)
-            .spawn(move || ticker::run(&ticker_shared))
-            .map_err(ServerError::Spawn)?;
-        threads.push(ticker);
-        Ok(Server { shared, threads })
+        let acceptor = AcceptContext {
+            listener,
+            pool: Arc::clone(&inner.pool),
+            stats: Arc::clone(&stats),
+            shutdown: Arc::clone(&state),
+            retry_after_secs: config.retry_after_secs,
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name("hydrogen-ws-acceptor".into())
+                .stack_size(128 * 1024)
+                .spawn(move || listener::accept_loop(&acceptor, jobs_tx))
+                .map_err(ServerError::Spawn)?,
+        );
+        let ticker = TickerContext {
+            registry,
+            routes,
+            shutdown: state,
+            stats,
+            heartbeat: config.heartbeat,
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name("hydrogen-ws-ticker".into())
+                .stack_size(256 * 1024)
+                .spawn(move || ticker::run(&ticker))
+                .map_err(ServerError::Spawn)?,
+        );
+        Ok(Server { inner, threads })
     }
 
     /// The address the server listens on (with the real port when port 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
+        self.inner.local_addr
     }
 
-    /// A cloneable handle for other threads: shutdown, counters.
+    /// A cloneable handle for other threads: broadcast, status, shutdown, counters.
     pub fn handle(&self) -> ServerHandle {
-        ServerHandle {
-            shared: Arc::clone(&self.shared),
-        }
+        let control: Arc<dyn Control> = Arc::clone(&self.inner) as Arc<dyn Control>;
+        ServerHandle::new(control)
     }
 
     /// Runs the shutdown sequence, then lets the idle workers go and waits (bounded by the shutdown
@@ -172,9 +308,9 @@ impl Server {
     /// ([`ServerHandle::shutdown`] leaves idle workers parked, to die with the process, which is what a
     /// binary about to exit wants; dropping the `Server` afterwards lets them go.)
     pub fn shutdown(mut self) -> ShutdownReport {
-        let report = shutdown::run(&self.shared);
-        let deadline = Instant::now() + self.shared.config.shutdown_timeout;
-        self.shared.pool.release_workers(deadline);
+        let report = shutdown::run(&self.inner.shutdown);
+        let deadline = Instant::now() + self.inner.config.shutdown_timeout;
+        self.inner.pool.release_workers(deadline);
         pool::join_until(std::mem::take(&mut self.threads), deadline);
         report
     }
@@ -184,107 +320,18 @@ impl Drop for Server {
     /// A running server keeps running; after a shutdown, the parked idle workers are let go. (Before
     /// one, a [`ServerHandle::shutdown`] to come lets them go itself: nobody else is left to.)
     fn drop(&mut self) {
-        self.shared.server_dropped.store(true, Ordering::SeqCst);
-        if self.shared.is_shutting_down() {
-            self.shared.pool.release_workers(Instant::now());
+        self.inner.server_dropped.store(true, Ordering::SeqCst);
+        if self.inner.shutdown.state.started() {
+            self.inner.pool.release_workers(Instant::now());
         }
     }
 }
 
-/// A cheap, cloneable handle to a running server.
-#[derive(Clone)]
-pub struct ServerHandle {
-    shared: Arc<Shared>,
-}
-
-/// What a broadcast did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BroadcastReport {
-    /// Connections the message was written to or queued for.
-    pub sent: usize,
-    /// Connections that could not take it (closing, or evicted for not reading).
-    pub failed: usize,
-}
-
-impl ServerHandle {
-    pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
-        ServerHandle { shared }
-    }
-
-    /// Sends `message` to every open connection. Never waits for a client: what a socket does not take
-    /// at once is queued for it (bounded); a client that lets its queue fill or stalls past the send
-    /// timeout is evicted, and the others are not delayed.
-    pub fn broadcast(&self, message: Message<'_>) -> BroadcastReport {
-        self.send_where(message, |_| true)
-    }
-
-    /// Sends `message` to every open connection subscribed to `topic` (see [`crate::Conn::subscribe`]).
-    pub fn publish(&self, topic: &str, message: Message<'_>) -> BroadcastReport {
-        self.send_where(message, |c| c.is_subscribed(topic))
-    }
-
-    fn send_where(
-        &self,
-        message: Message<'_>,
-        wanted: impl Fn(&crate::Conn) -> bool,
-    ) -> BroadcastReport {
-        let mut report = BroadcastReport::default();
-        for conn in self.shared.registry.snapshot() {
-            if conn.is_open() && wanted(&conn) {
-                match conn.send(message) {
-                    Ok(()) => report.sent += 1,
-                    Err(_) => report.failed += 1,
-                }
-            }
-        }
-        report
-    }
-
-    /// The status document (the reply to `{"type":"status"}` and the body of `GET /status`).
-    pub fn status_document(&self) -> serde_json::Value {
-        crate::status::document(&self.shared)
-    }
-
-    /// Runs the shutdown sequence (stop accepting, 1001 to every client, shutdown(Both), bounded join)
-    /// and returns its report. Safe to call from several threads: one runs it, the others get the same
-    /// report.
-    pub fn shutdown(&self) -> ShutdownReport {
-        let report = shutdown::run(&self.shared);
-        // With the `Server` gone, no drop is left to release the parked workers: do it here, without
-        // waiting for them.
-        if self.shared.server_dropped.load(Ordering::SeqCst) {
-            self.shared.pool.release_workers(Instant::now());
-        }
-        report
-    }
-
-    /// Whether a shutdown has started.
-    pub fn is_shutting_down(&self) -> bool {
-        self.shared.is_shutting_down()
-    }
-
-    /// The address the server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
-    }
-
-    /// Connections registered now (open or in the handshake).
-    pub fn connections(&self) -> usize {
-        self.shared.registry.live()
-    }
-
-    /// The server's counters.
-    pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot()
-    }
-
-    /// Time since the server started.
-    pub fn uptime(&self) -> std::time::Duration {
-        self.shared.started_at.elapsed()
-    }
-
-    /// The configuration in force.
-    pub fn config(&self) -> &Config {
-        &self.shared.config
-    }
+/// Binds a TCP listener with `SO_REUSEADDR` and the given backlog.
+fn bind(addr: SocketAddr, backlog: i32) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket)
 }

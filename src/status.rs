@@ -1,357 +1,215 @@
-//! Server-wide counters, the status document and the Prometheus metrics built from them.
-//!
-//! Every connection updates the counters with relaxed atomics; `{"type":"status"}`, `GET /status` and
-//! `GET /metrics` read them.
+//! The status document and the Prometheus metrics, both built from a [`Sample`]: plain values the server
+//! gathers in one place (counters, gauges, the configuration in force). Nothing here reaches into the
+//! server's threads.
 
-use std::cell::Cell;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::SocketAddr;
+use std::time::Duration;
 
-use hydrogen_ws_protocol::CloseCode;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
-use crate::config::format_duration;
-use crate::server::Shared;
+use crate::config::{format_duration, Config, Mode};
+use crate::stats::StatsSnapshot;
 
-/// Close codes counted one by one; any other code is counted as "other".
-const CODES: [u16; 12] = [
-    1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012,
-];
-/// HTTP statuses counted one by one as refusals; any other as "other".
-const STATUSES: [u16; 13] = [
-    400, 401, 403, 404, 405, 408, 413, 414, 426, 431, 500, 503, 505,
-];
-
-/// Counters shared by every connection of one server.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Connections accepted by the listener (including ones later refused).
-    pub connections_total: AtomicU64,
-    /// Handshakes completed (101 sent).
-    pub upgrades: AtomicU64,
-    /// Plain HTTP requests answered (status, metrics, health, page), whatever the status.
-    pub http_requests: AtomicU64,
-    /// Connections refused with 503 because every worker was busy.
-    pub refused_full: AtomicU64,
-    /// Upgrade requests (and requests too broken or too slow to tell) refused with an HTTP error status,
-    /// 503 for a full server included. Plain HTTP requests are counted in `http_requests` instead.
-    pub refused_handshake: AtomicU64,
-    /// Connections closed because the peer broke the protocol (close code 1002, 1007, 1009).
-    pub protocol_errors: AtomicU64,
-    /// Connections evicted because they stopped reading.
-    pub evicted: AtomicU64,
-    /// Connections closed after the idle timeout.
-    pub idle_timeouts: AtomicU64,
-    /// Connections closed because a pong was overdue.
-    pub heartbeat_timeouts: AtomicU64,
-    /// Data messages received.
-    pub messages_in: AtomicU64,
-    /// Data messages sent.
-    pub messages_out: AtomicU64,
-    /// Payload bytes of data messages received.
-    pub bytes_in: AtomicU64,
-    /// Payload bytes of data messages sent.
-    pub bytes_out: AtomicU64,
-    /// Handler panics caught (the connection is closed; the worker lives on).
-    pub handler_panics: AtomicU64,
-    refusals: [AtomicU64; STATUSES.len() + 1],
-    close_sent: [AtomicU64; CODES.len() + 1],
-    close_received: [AtomicU64; CODES.len() + 1],
+/// Everything the status document and the metrics show, read at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The main counters.
+    pub stats: StatsSnapshot,
+    /// Refusals by HTTP status (`None`: any other status).
+    pub refusals: Vec<(Option<u16>, u64)>,
+    /// Close frames sent, by code (`None`: any other code).
+    pub close_sent: Vec<(Option<u16>, u64)>,
+    /// Close frames received, by code (`None`: any other code).
+    pub close_received: Vec<(Option<u16>, u64)>,
     /// Microseconds the last shutdown took (0: none yet).
-    pub last_shutdown_us: AtomicU64,
+    pub last_shutdown_us: u64,
+    /// Time since the server started.
+    pub uptime: Duration,
+    /// The address the server listens on.
+    pub listen: SocketAddr,
+    /// Whether a shutdown has started.
+    pub shutting_down: bool,
+    /// Connections registered now (open or in the handshake).
+    pub active: usize,
+    /// Worker threads started.
+    pub workers: usize,
+    /// Resident memory of the process, in bytes.
+    pub rss_bytes: Option<u64>,
+    /// Threads of the process.
+    pub threads: Option<u64>,
 }
 
-fn bucket<const N: usize>(table: &[u16; N], value: u16) -> usize {
-    table.iter().position(|&v| v == value).unwrap_or(N)
+/// The status document: the reply to `{"type":"status"}` and the body of `GET /status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StatusDocument {
+    /// Always `"status"` (the document doubles as a message of the Hydrogen application).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Always `"hydrogen-ws"`.
+    pub server: String,
+    /// The server's version.
+    pub version: String,
+    /// Seconds since the server started.
+    pub uptime_s: f64,
+    /// The address it listens on.
+    pub listen: String,
+    /// `hydrogen` or `echo`.
+    pub mode: String,
+    /// The subprotocol of hydrogen mode (`None` in echo mode, which never negotiates one).
+    pub protocol: Option<String>,
+    /// Whether a shutdown has started.
+    pub shutting_down: bool,
+    /// Connections now, in all, and the capacity.
+    pub connections: Connections,
+    /// Requests by outcome.
+    pub requests: Requests,
+    /// Data messages in and out.
+    pub messages: InOut,
+    /// Payload bytes in and out.
+    pub bytes: InOut,
+    /// Memory of the process.
+    pub memory: Memory,
+    /// Threads of the process.
+    pub threads: Option<u64>,
+    /// The worker pool.
+    pub pool: PoolStatus,
+    /// The limits in force.
+    pub limits: LimitsStatus,
 }
 
-impl Stats {
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    /// Counts a refusal with HTTP `status` of a request that asked for a WebSocket (or of one that
-    /// could not be read).
-    pub(crate) fn refused(&self, status: u16) {
-        Self::bump(&self.refused_handshake);
-        self.count_status(status);
-    }
-
-    /// Counts a plain HTTP request answered with `status` (an error status among the refusals too).
-    pub(crate) fn answered_http(&self, status: u16) {
-        Self::bump(&self.http_requests);
-        if status >= 400 {
-            self.count_status(status);
-        }
-    }
-
-    fn count_status(&self, status: u16) {
-        if let Some(c) = self.refusals.get(bucket(&STATUSES, status)) {
-            Self::bump(c);
-        }
-    }
-
-    /// Counts a close frame we sent.
-    pub(crate) fn close_sent(&self, code: CloseCode) {
-        if let Some(c) = self.close_sent.get(bucket(&CODES, code.0)) {
-            Self::bump(c);
-        }
-    }
-
-    /// Counts a close frame we received (1005 for one without a code).
-    pub(crate) fn close_received(&self, code: CloseCode) {
-        if let Some(c) = self.close_received.get(bucket(&CODES, code.0)) {
-            Self::bump(c);
-        }
-    }
-
-    /// From now until [`Stats::flush_local_counts`], this thread counts messages and bytes for these
-    /// counters in a thread-local (a worker's batch: one read's worth of messages), so that a pipelined
-    /// message costs no atomic add on cache lines every worker writes.
-    pub(crate) fn count_locally(&self) {
-        LOCAL.with(|l| {
-            l.take();
-            l.stats.set(self);
-        });
-    }
-
-    /// Adds what this thread counted locally to the shared counters, and stops counting locally.
-    pub(crate) fn flush_local_counts(&self) {
-        let Some([messages_in, bytes_in, messages_out, bytes_out]) = LOCAL.with(|l| {
-            let mine = l.counting_for(self);
-            l.stats.set(std::ptr::null());
-            mine.then(|| l.take())
-        }) else {
-            return;
-        };
-        for (counter, n) in [
-            (&self.messages_in, messages_in),
-            (&self.bytes_in, bytes_in),
-            (&self.messages_out, messages_out),
-            (&self.bytes_out, bytes_out),
-        ] {
-            if n > 0 {
-                counter.fetch_add(n, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// Counts a message received.
-    pub(crate) fn count_in(&self, bytes: usize) {
-        if !self.count_local(|l| {
-            l.messages_in.set(l.messages_in.get() + 1);
-            l.bytes_in.set(l.bytes_in.get() + bytes as u64);
-        }) {
-            Stats::bump(&self.messages_in);
-            Stats::add(&self.bytes_in, bytes);
-        }
-    }
-
-    /// Counts a message sent.
-    pub(crate) fn count_out(&self, bytes: usize) {
-        if !self.count_local(|l| {
-            l.messages_out.set(l.messages_out.get() + 1);
-            l.bytes_out.set(l.bytes_out.get() + bytes as u64);
-        }) {
-            Stats::bump(&self.messages_out);
-            Stats::add(&self.bytes_out, bytes);
-        }
-    }
-
-    /// Applies `f` to this thread's local counts if they are counting for `self`.
-    fn count_local(&self, f: impl FnOnce(&LocalCounts)) -> bool {
-        LOCAL.with(|l| {
-            if !l.counting_for(self) {
-                return false;
-            }
-            f(l);
-            true
-        })
-    }
-
-    /// A consistent-enough copy of the main counters (with what the calling thread has counted locally).
-    pub fn snapshot(&self) -> StatsSnapshot {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let [local_in, local_bytes_in, local_out, local_bytes_out] = LOCAL.with(|l| {
-            if l.counting_for(self) {
-                l.cells().map(Cell::get)
-            } else {
-                [0; 4]
-            }
-        });
-        StatsSnapshot {
-            connections_total: get(&self.connections_total),
-            upgrades: get(&self.upgrades),
-            http_requests: get(&self.http_requests),
-            refused_full: get(&self.refused_full),
-            refused_handshake: get(&self.refused_handshake),
-            protocol_errors: get(&self.protocol_errors),
-            evicted: get(&self.evicted),
-            idle_timeouts: get(&self.idle_timeouts),
-            heartbeat_timeouts: get(&self.heartbeat_timeouts),
-            messages_in: get(&self.messages_in) + local_in,
-            messages_out: get(&self.messages_out) + local_out,
-            bytes_in: get(&self.bytes_in) + local_bytes_in,
-            bytes_out: get(&self.bytes_out) + local_bytes_out,
-            handler_panics: get(&self.handler_panics),
-        }
-    }
+/// Connection counts of the [`StatusDocument`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connections {
+    /// Open or in the handshake now.
+    pub active: usize,
+    /// Accepted since start.
+    pub total: u64,
+    /// The most at once (one per worker).
+    pub capacity: usize,
 }
 
-/// Messages and bytes a thread counts for one [`Stats`] before adding them to it in one go. One cell
-/// each, so that counting a message touches only its two.
-struct LocalCounts {
-    /// The counters these belong to (compared, never dereferenced); null when not counting locally.
-    stats: Cell<*const Stats>,
-    messages_in: Cell<u64>,
-    bytes_in: Cell<u64>,
-    messages_out: Cell<u64>,
-    bytes_out: Cell<u64>,
-}
-
-impl LocalCounts {
-    fn counting_for(&self, stats: &Stats) -> bool {
-        std::ptr::eq(self.stats.get(), stats)
-    }
-
-    /// Messages in, bytes in, messages out, bytes out.
-    fn cells(&self) -> [&Cell<u64>; 4] {
-        [
-            &self.messages_in,
-            &self.bytes_in,
-            &self.messages_out,
-            &self.bytes_out,
-        ]
-    }
-
-    /// The counts (in the order of [`LocalCounts::cells`]), leaving zeros.
-    fn take(&self) -> [u64; 4] {
-        self.cells().map(Cell::take)
-    }
-}
-
-thread_local! {
-    static LOCAL: LocalCounts = const {
-        LocalCounts {
-            stats: Cell::new(std::ptr::null()),
-            messages_in: Cell::new(0),
-            bytes_in: Cell::new(0),
-            messages_out: Cell::new(0),
-            bytes_out: Cell::new(0),
-        }
-    };
-}
-
-/// Plain copy of the main [`Stats`] counters.
-#[allow(missing_docs)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StatsSnapshot {
-    pub connections_total: u64,
+/// Request counts of the [`StatusDocument`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requests {
+    /// Upgrades, plain HTTP requests and refusals together.
+    pub total: u64,
+    /// Handshakes completed.
     pub upgrades: u64,
-    pub http_requests: u64,
+    /// Plain HTTP requests answered.
+    pub http: u64,
+    /// Upgrade requests refused with an HTTP error status.
+    pub refused: u64,
+    /// Of those, refused with 503 because every worker was busy.
     pub refused_full: u64,
-    pub refused_handshake: u64,
-    pub protocol_errors: u64,
-    pub evicted: u64,
-    pub idle_timeouts: u64,
-    pub heartbeat_timeouts: u64,
-    pub messages_in: u64,
-    pub messages_out: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub handler_panics: u64,
 }
 
-/// Resident memory (bytes) and thread count of this process, from `/proc/self/status`.
-pub fn process_usage() -> (Option<u64>, Option<u64>) {
-    let Ok(text) = std::fs::read_to_string("/proc/self/status") else {
-        return (None, None);
-    };
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    (field("VmRSS:").map(|kib| kib * 1024), field("Threads:"))
+/// A count in each direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InOut {
+    /// Received.
+    #[serde(rename = "in")]
+    pub received: u64,
+    /// Sent.
+    #[serde(rename = "out")]
+    pub sent: u64,
 }
 
-/// The status document: what `{"type":"status"}` answers and `GET /status` serves.
-pub(crate) fn document(shared: &Shared) -> Value {
-    // Pushes to many subscribers in the same tick share one document (and one read of /proc).
-    let mut cache = shared
-        .status_cache
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((at, doc)) = cache.as_ref() {
-        if at.elapsed() < std::time::Duration::from_millis(50) {
-            return doc.clone();
-        }
+/// Memory of the [`StatusDocument`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Memory {
+    /// Resident memory in bytes.
+    pub rss_bytes: Option<u64>,
+}
+
+/// The worker pool in the [`StatusDocument`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolStatus {
+    /// Worker threads started (on demand, at most the capacity).
+    pub workers: usize,
+    /// The most workers.
+    pub capacity: usize,
+    /// Workers serving a connection now.
+    pub busy: usize,
+}
+
+/// The limits in the [`StatusDocument`]; durations as the command line writes them (`5s`, `500ms`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct LimitsStatus {
+    pub max_message_size: usize,
+    pub max_frame_size: usize,
+    pub max_header_size: usize,
+    pub max_headers: usize,
+    pub handshake_timeout: String,
+    pub send_timeout: String,
+    pub idle_timeout: Option<String>,
+    pub ping_interval: Option<String>,
+    pub pong_timeout: String,
+    pub shutdown_timeout: String,
+}
+
+/// The status document of `sample` under `config`.
+pub fn document(sample: &Sample, config: &Config) -> StatusDocument {
+    let s = &sample.stats;
+    let l = &config.limits;
+    StatusDocument {
+        kind: "status".into(),
+        server: "hydrogen-ws".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_s: sample.uptime.as_secs_f64(),
+        listen: sample.listen.to_string(),
+        mode: config.mode.as_str().into(),
+        protocol: (config.mode == Mode::Hydrogen).then(|| config.protocol.clone()),
+        shutting_down: sample.shutting_down,
+        connections: Connections {
+            active: sample.active,
+            total: s.connections_total,
+            capacity: config.threads,
+        },
+        requests: Requests {
+            total: s.upgrades + s.http_requests + s.refused_handshake,
+            upgrades: s.upgrades,
+            http: s.http_requests,
+            refused: s.refused_handshake,
+            refused_full: s.refused_full,
+        },
+        messages: InOut {
+            received: s.messages_in,
+            sent: s.messages_out,
+        },
+        bytes: InOut {
+            received: s.bytes_in,
+            sent: s.bytes_out,
+        },
+        memory: Memory {
+            rss_bytes: sample.rss_bytes,
+        },
+        threads: sample.threads,
+        pool: PoolStatus {
+            workers: sample.workers,
+            capacity: config.threads,
+            busy: sample.active,
+        },
+        limits: LimitsStatus {
+            max_message_size: l.max_message_size,
+            max_frame_size: l.max_frame_size,
+            max_header_size: l.max_header_bytes,
+            max_headers: l.max_headers,
+            handshake_timeout: format_duration(l.handshake_timeout),
+            send_timeout: format_duration(l.send_timeout),
+            idle_timeout: l.idle_timeout.map(format_duration),
+            ping_interval: config.heartbeat.ping_interval.map(format_duration),
+            pong_timeout: format_duration(config.heartbeat.pong_timeout),
+            shutdown_timeout: format_duration(config.shutdown_timeout),
+        },
     }
-    let doc = build_document(shared);
-    *cache = Some((std::time::Instant::now(), doc.clone()));
-    doc
-}
-
-fn build_document(shared: &Shared) -> Value {
-    let s = shared.stats.snapshot();
-    let c = &shared.config;
-    let l = &c.limits;
-    let (rss, threads) = process_usage();
-    json!({
-        "type": "status",
-        "server": "hydrogen-ws",
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_s": shared.started_at.elapsed().as_secs_f64(),
-        "listen": shared.local_addr.to_string(),
-        "mode": c.mode.as_str(),
-        // Echo mode never negotiates a subprotocol.
-        "protocol": (c.mode == crate::config::Mode::Hydrogen).then_some(c.protocol.as_str()),
-        "shutting_down": shared.is_shutting_down(),
-        "connections": {
-            "active": shared.registry.live(),
-            "total": s.connections_total,
-            "capacity": c.threads,
-        },
-        "requests": {
-            "total": s.upgrades + s.http_requests + s.refused_handshake,
-            "upgrades": s.upgrades,
-            "http": s.http_requests,
-            "refused": s.refused_handshake,
-            "refused_full": s.refused_full,
-        },
-        "messages": { "in": s.messages_in, "out": s.messages_out },
-        "bytes": { "in": s.bytes_in, "out": s.bytes_out },
-        "memory": { "rss_bytes": rss },
-        "threads": threads,
-        "pool": {
-            "workers": shared.pool.spawned(),
-            "capacity": c.threads,
-            "busy": shared.registry.live()
-        },
-        "limits": {
-            "max_message_size": l.max_message_size,
-            "max_frame_size": l.max_frame_size,
-            "max_header_size": l.max_header_bytes,
-            "max_headers": l.max_headers,
-            "handshake_timeout": format_duration(l.handshake_timeout),
-            "send_timeout": format_duration(l.send_timeout),
-            "idle_timeout": l.idle_timeout.map(format_duration),
-            "ping_interval": c.heartbeat.ping_interval.map(format_duration),
-            "pong_timeout": format_duration(c.heartbeat.pong_timeout),
-            "shutdown_timeout": format_duration(c.shutdown_timeout),
-        },
-    })
 }
 
 /// The Prometheus text exposition served at `GET /metrics`.
-pub(crate) fn metrics(shared: &Shared) -> String {
-    let s = shared.stats.snapshot();
-    let (rss, threads) = process_usage();
+pub fn metrics(sample: &Sample, config: &Config) -> String {
+    let s = &sample.stats;
     let mut out = String::with_capacity(4096);
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
         let _ = writeln!(out, "# HELP hydrogen_ws_{name} {help}");
@@ -361,136 +219,139 @@ pub(crate) fn metrics(shared: &Shared) -> String {
         }
     };
     let one = |v: u64| vec![(String::new(), v as f64)];
-    metric(
-        "up",
-        "gauge",
-        "1 while serving, 0 during shutdown.",
-        &one(u64::from(!shared.is_shutting_down())),
-    );
+    let labelled = |counts: &[(Option<u16>, u64)], label: &str| -> Vec<(String, f64)> {
+        counts
+            .iter()
+            .map(|(name, v)| {
+                let name = name.map_or_else(|| "other".to_string(), |n| n.to_string());
+                (format!("{{{label}=\"{name}\"}}"), *v as f64)
+            })
+            .collect()
+    };
+    let plain: [(&str, &str, &str, u64); 15] = [
+        (
+            "up",
+            "gauge",
+            "1 while serving, 0 during shutdown.",
+            u64::from(!sample.shutting_down),
+        ),
+        (
+            "connections_active",
+            "gauge",
+            "Connections open or in the handshake.",
+            sample.active as u64,
+        ),
+        (
+            "connections_capacity",
+            "gauge",
+            "Worker threads, the connection capacity.",
+            config.threads as u64,
+        ),
+        (
+            "workers",
+            "gauge",
+            "Worker threads started (on demand, at most the capacity).",
+            sample.workers as u64,
+        ),
+        (
+            "connections_total",
+            "counter",
+            "Connections accepted.",
+            s.connections_total,
+        ),
+        (
+            "upgrades_total",
+            "counter",
+            "WebSocket handshakes completed.",
+            s.upgrades,
+        ),
+        (
+            "http_requests_total",
+            "counter",
+            "Plain HTTP requests answered.",
+            s.http_requests,
+        ),
+        (
+            "messages_received_total",
+            "counter",
+            "Data messages received.",
+            s.messages_in,
+        ),
+        (
+            "messages_sent_total",
+            "counter",
+            "Data messages sent.",
+            s.messages_out,
+        ),
+        (
+            "bytes_received_total",
+            "counter",
+            "Payload bytes received.",
+            s.bytes_in,
+        ),
+        (
+            "bytes_sent_total",
+            "counter",
+            "Payload bytes sent.",
+            s.bytes_out,
+        ),
+        (
+            "protocol_errors_total",
+            "counter",
+            "Connections closed for breaking the protocol.",
+            s.protocol_errors,
+        ),
+        (
+            "evictions_total",
+            "counter",
+            "Clients evicted for not reading.",
+            s.evicted,
+        ),
+        (
+            "idle_timeouts_total",
+            "counter",
+            "Connections closed after the idle timeout.",
+            s.idle_timeouts,
+        ),
+        (
+            "heartbeat_timeouts_total",
+            "counter",
+            "Connections closed because a pong was overdue.",
+            s.heartbeat_timeouts,
+        ),
+    ];
+    let (first, rest) = plain.split_at(1);
+    for (name, kind, help, v) in first {
+        metric(name, kind, help, &one(*v));
+    }
     metric(
         "uptime_seconds",
         "gauge",
         "Seconds since the server started.",
-        &[(String::new(), shared.started_at.elapsed().as_secs_f64())],
+        &[(String::new(), sample.uptime.as_secs_f64())],
     );
-    metric(
-        "connections_active",
-        "gauge",
-        "Connections open or in the handshake.",
-        &one(shared.registry.live() as u64),
-    );
-    metric(
-        "connections_capacity",
-        "gauge",
-        "Worker threads, the connection capacity.",
-        &one(shared.config.threads as u64),
-    );
-    metric(
-        "workers",
-        "gauge",
-        "Worker threads started (on demand, at most the capacity).",
-        &one(shared.pool.spawned() as u64),
-    );
-    metric(
-        "connections_total",
-        "counter",
-        "Connections accepted.",
-        &one(s.connections_total),
-    );
-    metric(
-        "upgrades_total",
-        "counter",
-        "WebSocket handshakes completed.",
-        &one(s.upgrades),
-    );
-    metric(
-        "http_requests_total",
-        "counter",
-        "Plain HTTP requests answered.",
-        &one(s.http_requests),
-    );
-    metric(
-        "messages_received_total",
-        "counter",
-        "Data messages received.",
-        &one(s.messages_in),
-    );
-    metric(
-        "messages_sent_total",
-        "counter",
-        "Data messages sent.",
-        &one(s.messages_out),
-    );
-    metric(
-        "bytes_received_total",
-        "counter",
-        "Payload bytes received.",
-        &one(s.bytes_in),
-    );
-    metric(
-        "bytes_sent_total",
-        "counter",
-        "Payload bytes sent.",
-        &one(s.bytes_out),
-    );
-    metric(
-        "protocol_errors_total",
-        "counter",
-        "Connections closed for breaking the protocol.",
-        &one(s.protocol_errors),
-    );
-    metric(
-        "evictions_total",
-        "counter",
-        "Clients evicted for not reading.",
-        &one(s.evicted),
-    );
-    metric(
-        "idle_timeouts_total",
-        "counter",
-        "Connections closed after the idle timeout.",
-        &one(s.idle_timeouts),
-    );
-    metric(
-        "heartbeat_timeouts_total",
-        "counter",
-        "Connections closed because a pong was overdue.",
-        &one(s.heartbeat_timeouts),
-    );
-    let labelled = |table: &[u16], counters: &[AtomicU64], label: &str| -> Vec<(String, f64)> {
-        counters
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let name = table
-                    .get(i)
-                    .map_or_else(|| "other".to_string(), u16::to_string);
-                (
-                    format!("{{{label}=\"{name}\"}}"),
-                    c.load(Ordering::Relaxed) as f64,
-                )
-            })
-            .collect()
-    };
+    for (name, kind, help, v) in rest {
+        metric(name, kind, help, &one(*v));
+    }
     metric(
         "refusals_total",
         "counter",
         "Requests refused, by HTTP status.",
-        &labelled(&STATUSES, &shared.stats.refusals, "status"),
+        &labelled(&sample.refusals, "status"),
     );
     metric(
         "close_codes_sent_total",
         "counter",
         "Close frames sent, by code.",
-        &labelled(&CODES, &shared.stats.close_sent, "code"),
+        &labelled(&sample.close_sent, "code"),
     );
     metric(
         "close_codes_received_total",
         "counter",
         "Close frames received, by code (1005: no code).",
-        &labelled(&CODES, &shared.stats.close_received, "code"),
+        &labelled(&sample.close_received, "code"),
     );
-    if let Some(rss) = rss {
+    if let Some(rss) = sample.rss_bytes {
         metric(
             "resident_memory_bytes",
             "gauge",
@@ -498,49 +359,16 @@ pub(crate) fn metrics(shared: &Shared) -> String {
             &one(rss),
         );
     }
-    if let Some(threads) = threads {
+    if let Some(threads) = sample.threads {
         metric("threads", "gauge", "Threads of the process.", &one(threads));
     }
-    let last = shared.stats.last_shutdown_us.load(Ordering::Relaxed);
-    if last > 0 {
+    if sample.last_shutdown_us > 0 {
         metric(
             "last_shutdown_seconds",
             "gauge",
             "Duration of the last shutdown sequence.",
-            &[(String::new(), last as f64 / 1e6)],
+            &[(String::new(), sample.last_shutdown_us as f64 / 1e6)],
         );
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Stats;
-    use std::sync::atomic::Ordering;
-
-    #[test]
-    fn local_counts_reach_the_shared_counters_at_the_flush_and_only_their_own() {
-        let stats = Stats::default();
-        let other = Stats::default();
-        stats.count_locally();
-        stats.count_in(10);
-        stats.count_in(20);
-        stats.count_out(5);
-        other.count_in(7);
-        // Not on the shared counters yet, but the counting thread's own snapshot has them.
-        assert_eq!(stats.messages_in.load(Ordering::Relaxed), 0);
-        let s = stats.snapshot();
-        assert_eq!(
-            (s.messages_in, s.bytes_in, s.messages_out, s.bytes_out),
-            (2, 30, 1, 5)
-        );
-        // Another server's counters were counted directly.
-        assert_eq!(other.messages_in.load(Ordering::Relaxed), 1);
-        stats.flush_local_counts();
-        assert_eq!(stats.bytes_in.load(Ordering::Relaxed), 30);
-        assert_eq!(stats.messages_out.load(Ordering::Relaxed), 1);
-        // After the flush, counting is direct again.
-        stats.count_in(1);
-        assert_eq!(stats.messages_in.load(Ordering::Relaxed), 3);
-    }
 }

@@ -191,7 +191,7 @@ fn workers_start_on_demand_up_to_the_capacity() {
     let workers = || {
         // The status document is cached for 50 ms.
         std::thread::sleep(Duration::from_millis(60));
-        server.handle().status_document()["pool"]["workers"].as_u64()
+        Some(server.handle().status_document().pool.workers as u64)
     };
     // A few spare workers are ready from the start, not the whole capacity.
     assert_eq!(workers(), Some(4));

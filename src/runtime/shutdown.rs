@@ -1,4 +1,5 @@
-//! The shutdown sequence, its report, and the signals that start it.
+//! The shutdown sequence and the bookkeeping it shares with the workers. (Its report is
+//! [`crate::ShutdownReport`]; the signals that start it are the binary's.)
 //!
 //! ```text
 //! signal or ServerHandle::shutdown()
@@ -17,81 +18,27 @@
 //! Nothing here waits on a client: the frame is written with `MSG_DONTWAIT`, a busy write lock is given a
 //! short grace and then skipped (the connection is counted as forced), and the join stops at the deadline.
 
-use std::fmt;
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use hydrogen_ws_protocol::{close_payload, CloseCode, FrameHeader, OpCode};
-
-use crate::connection::ShutdownClose;
-use crate::listener;
-use crate::server::Shared;
 use log::info;
+use socket2::Socket;
 
-/// What a shutdown did, returned by [`crate::ServerHandle::shutdown`] and logged as one line.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ShutdownReport {
-    /// Connections registered when the shutdown began (open or in the handshake).
-    pub connections: usize,
-    /// Of those, connections still in the upgrade handshake: closed without a frame.
-    pub handshaking: usize,
-    /// Close frames (1001 Going Away) written whole.
-    pub close_frames: usize,
-    /// Connections already in their own closing handshake (their close frame had gone out).
-    pub already_closing: usize,
-    /// Clients whose answering close frame had arrived when their connection was closed.
-    pub answered: usize,
-    /// Open connections closed without a close frame (write lock held past the grace, send buffer full,
-    /// or stream already broken).
-    pub forced: usize,
-    /// The ids of the forced connections (see [`crate::Conn::id`]).
-    pub forced_ids: Vec<u64>,
-    /// Connections whose worker had not finished when the deadline passed.
-    pub unfinished: usize,
-    /// Phase 1, stop accepting, in microseconds.
-    pub stop_accept_us: u64,
-    /// Phase 2a, writing the close frames, in microseconds.
-    pub close_frames_us: u64,
-    /// Phase 3, waiting (briefly) for clients to answer the close frame, in microseconds.
-    pub answers_us: u64,
-    /// Phase 4, `shutdown(Both)` on every socket still open (which wakes its worker), in microseconds.
-    pub wake_us: u64,
-    /// Phase 5, until every connection's worker let go of it, in microseconds.
-    pub join_us: u64,
-    /// The whole sequence, in microseconds.
-    pub total_us: u64,
-}
+use crate::conn::{self, ShutdownClose};
+use crate::registry::Registry;
+use crate::report::ShutdownReport;
+use crate::stats::Stats;
 
-impl ShutdownReport {
-    /// Every connection was closed before the deadline.
-    pub fn completed(&self) -> bool {
-        self.unfinished == 0
-    }
-}
-
-impl fmt::Display for ShutdownReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "shutdown: connections={} handshaking={} close_frames={} already_closing={} answered={} \
-             forced={} unfinished={} stop_accept_us={} close_frames_us={} answers_us={} wake_us={} \
-             join_us={} total_us={}",
-            self.connections,
-            self.handshaking,
-            self.close_frames,
-            self.already_closing,
-            self.answered,
-            self.forced,
-            self.unfinished,
-            self.stop_accept_us,
-            self.close_frames_us,
-            self.answers_us,
-            self.wake_us,
-            self.join_us,
-            self.total_us
-        )
-    }
+/// What the sequence works on: the listening socket, the live connections, the counters.
+pub(crate) struct ShutdownContext {
+    pub state: Arc<ShutdownState>,
+    pub listener: Arc<Socket>,
+    pub registry: Arc<Registry>,
+    pub stats: Arc<Stats>,
+    /// The hard bound on the whole sequence.
+    pub timeout: Duration,
 }
 
 /// Shutdown bookkeeping shared with the workers.
@@ -116,7 +63,7 @@ impl ShutdownState {
 
     /// The whole 1001 frame every client gets.
     pub(crate) fn going_away_frame(&self) -> &[u8] {
-        self.frame.get_or_init(going_away_frame)
+        self.frame.get_or_init(conn::going_away_frame)
     }
 
     /// Until when a worker may wait for its close frame to leave.
@@ -139,8 +86,8 @@ fn answer_grace(timeout: Duration) -> Duration {
 }
 
 /// Runs the shutdown sequence once; later and concurrent callers get the same report.
-pub(crate) fn run(shared: &Shared) -> ShutdownReport {
-    let state = &shared.shutdown_state;
+pub(crate) fn run(ctx: &ShutdownContext) -> ShutdownReport {
+    let state = &ctx.state;
     if state.started.swap(true, Ordering::SeqCst) {
         let mut report = state.report.lock().unwrap_or_else(PoisonError::into_inner);
         while report.is_none() {
@@ -154,21 +101,22 @@ pub(crate) fn run(shared: &Shared) -> ShutdownReport {
     let t0 = Instant::now();
     // Called from a handler, the caller's own connection stays registered until the handler returns:
     // the waits below leave it out (it has its 1001 like everyone else).
-    let own = usize::from(crate::connection::serving_here());
-    let timeout = shared.config.shutdown_timeout;
+    let own = usize::from(conn::serving_here());
+    let timeout = ctx.timeout;
     let deadline = t0 + timeout;
     // Workers stop waiting for their close frame to leave with a quarter of the budget to spare.
     let _ = state.linger_until.set(t0 + timeout * 3 / 4);
 
     // 1. Stop accepting.
-    listener::stop(&shared.listener);
+    // Wakes the acceptor: `accept` on a shut-down listening socket returns at once.
+    let _ = ctx.listener.shutdown(Shutdown::Both);
     let t1 = Instant::now();
 
     // 2. A close frame to everyone first (clients learn why as early as possible, and no worker wakes to
     //    compete for the CPU yet), then shutdown(Both) on every socket, which wakes every worker.
     let frame = state.going_away_frame();
     let mut report = ShutdownReport::default();
-    let conns = shared.registry.snapshot();
+    let conns = ctx.registry.snapshot();
     report.connections = conns.len();
     let mut busy = Vec::new();
     for conn in &conns {
@@ -203,18 +151,18 @@ pub(crate) fn run(shared: &Shared) -> ShutdownReport {
     // 3. Clients answer: a client that replies with its own close frame (and closes, as browsers do)
     //    completes the closing handshake; its worker sees that, closes cleanly and leaves.
     let answer_deadline = (t_frames + answer_grace(timeout)).min(state.linger_until());
-    shared.registry.wait_until(own, answer_deadline);
+    ctx.registry.wait_until(own, answer_deadline);
     let t_answers = Instant::now();
 
     // 4. Everyone else: shutdown(Both), so every worker still blocked in read() wakes at once.
-    for conn in shared.registry.snapshot() {
+    for conn in ctx.registry.snapshot() {
         conn.shut_down();
     }
     let t2 = Instant::now();
 
     // 3. Wait for the workers to let go of their connections.
-    if !shared.registry.wait_until(own, deadline) {
-        report.unfinished = shared.registry.live().saturating_sub(own);
+    if !ctx.registry.wait_until(own, deadline) {
+        report.unfinished = ctx.registry.live().saturating_sub(own);
     }
     let t3 = Instant::now();
     report.answered = state.answered.load(Ordering::SeqCst);
@@ -224,8 +172,7 @@ pub(crate) fn run(shared: &Shared) -> ShutdownReport {
     report.wake_us = micros(t2 - t_answers);
     report.join_us = micros(t3 - t2);
     report.total_us = micros(t3 - t0);
-    shared
-        .stats
+    ctx.stats
         .last_shutdown_us
         .store(report.total_us.max(1), Ordering::Relaxed);
     info!("{report}");
@@ -252,17 +199,4 @@ fn tally(report: &mut ShutdownReport, outcome: ShutdownClose, id: u64) {
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
-/// The reason of the shutdown's 1001.
-pub(crate) const GOING_AWAY_REASON: &str = "server shutting down";
-
-/// The whole 1001 frame the shutdown writes to every client.
-fn going_away_frame() -> Vec<u8> {
-    let payload = close_payload(CloseCode::GOING_AWAY, GOING_AWAY_REASON);
-    let payload = payload.as_bytes();
-    let header = FrameHeader::new(true, OpCode::Close, None, payload.len() as u64).encode();
-    let mut frame = header.as_bytes().to_vec();
-    frame.extend_from_slice(payload);
-    frame
 }

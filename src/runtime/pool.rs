@@ -1,4 +1,5 @@
-//! The worker pool: at most `threads` workers fed through a crossbeam channel, never more.
+//! The worker pool: at most `threads` workers fed through a crossbeam channel, never more. Generic over
+//! the job: the pool starts, feeds, retires and releases threads, and knows nothing of connections.
 //!
 //! Each worker owns one connection at a time, so `threads` is the connection capacity. The acceptor
 //! reserves a worker before handing a socket over ([`Pool::submit`]); when none is free it refuses the
@@ -12,28 +13,14 @@
 //!
 //! At shutdown, idle workers are not woken: they stay parked in the channel and die with the process,
 //! which is cheaper for the kernel than threads that leave one by one. A library user's
-//! [`crate::Server::shutdown`] releases them ([`Pool::release_workers`]) and joins them.
+//! `Server::shutdown` releases them ([`Pool::release_workers`]) and joins them.
 
-use std::net::SocketAddr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use socket2::Socket;
-
-use crate::connection::{self, lock};
-use crate::server::Shared;
-use crate::status::Stats;
-use log::error;
-
-/// An accepted socket on its way to a worker.
-pub(crate) struct Job {
-    pub socket: Socket,
-    pub peer: SocketAddr,
-}
 
 /// Workers started with the server and never retired (at most the capacity).
 pub(crate) const SPARES: usize = 4;
@@ -78,8 +65,20 @@ impl Counts {
     }
 }
 
-/// What [`Pool::submit`] did with a socket it could not hand over.
-pub(crate) enum Refused {
+/// What a worker does once its job is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterJob {
+    /// Wait for the next job.
+    Continue,
+    /// Park until the pool is released (the server is shutting down).
+    Park,
+}
+
+/// The work every worker does with a job, on the worker's registry slot.
+pub(crate) type Work<J> = dyn Fn(J, usize) -> AfterJob + Send + Sync;
+
+/// What [`Pool::submit`] did with a job it could not hand over.
+pub(crate) enum Refused<Job> {
     /// Every worker is busy.
     Full(Job),
     /// A new worker was needed and the thread could not be started.
@@ -87,9 +86,12 @@ pub(crate) enum Refused {
 }
 
 /// The pool: its counts, the job channel, the registry slots free for new workers, and the join handles.
-pub(crate) struct Pool {
+/// It knows nothing of what a job is: `work` does it.
+pub(crate) struct Pool<Job: Send + 'static> {
     counts: AtomicU64,
     capacity: u32,
+    stack_size: usize,
+    work: Box<Work<Job>>,
     jobs_rx: Receiver<Job>,
     /// Taken (dropped) by [`Pool::release_workers`]; idle workers then leave.
     jobs_tx: Mutex<Option<Sender<Job>>>,
@@ -99,13 +101,22 @@ pub(crate) struct Pool {
     released: AtomicBool,
 }
 
-impl Pool {
-    pub(crate) fn new(capacity: usize) -> Self {
+/// Locks `m`, going on with its data if a thread panicked while holding it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<Job: Send + 'static> Pool<Job> {
+    /// A pool of at most `capacity` workers with stacks of `stack_size` bytes, each doing `work` with
+    /// the jobs it is handed. No thread starts before [`Pool::start`].
+    pub(crate) fn new(capacity: usize, stack_size: usize, work: Box<Work<Job>>) -> Self {
         // Room for every worker, so `send` after a successful reservation never blocks.
         let (tx, rx) = crossbeam_channel::bounded(capacity);
         Pool {
             counts: AtomicU64::new(0),
             capacity: u32::try_from(capacity).unwrap_or(u32::MAX),
+            stack_size,
+            work,
             jobs_rx: rx,
             jobs_tx: Mutex::new(Some(tx)),
             // Popped from the end: slot 0 first.
@@ -113,6 +124,11 @@ impl Pool {
             handles: Mutex::new(Vec::new()),
             released: AtomicBool::new(false),
         }
+    }
+
+    /// The most workers (the connection capacity).
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity as usize
     }
 
     /// Live worker threads.
@@ -126,8 +142,7 @@ impl Pool {
     }
 
     /// Starts the spare workers.
-    pub(crate) fn start(shared: &Arc<Shared>) -> std::io::Result<()> {
-        let pool = &shared.pool;
+    pub(crate) fn start(pool: &Arc<Self>) -> std::io::Result<()> {
         for _ in 0..SPARES.min(pool.capacity as usize) {
             pool.update(|c| {
                 Some(Counts {
@@ -135,7 +150,7 @@ impl Pool {
                     ..c
                 })
             });
-            if let Err(e) = pool.spawn(shared) {
+            if let Err(e) = Self::spawn(pool) {
                 pool.update(|c| {
                     Some(Counts {
                         spawned: c.spawned - 1,
@@ -150,16 +165,15 @@ impl Pool {
 
     /// Hands `job` to a worker, starting one when every live worker is busy and the capacity allows.
     pub(crate) fn submit(
-        shared: &Arc<Shared>,
+        pool: &Arc<Self>,
         jobs: &Sender<Job>,
         job: Job,
-    ) -> Result<(), Refused> {
-        let pool = &shared.pool;
+    ) -> Result<(), Refused<Job>> {
         let Some(before) = pool.update(|c| c.reserve(pool.capacity)) else {
             return Err(Refused::Full(job));
         };
         if before.spawned < before.busy + 1 {
-            if let Err(e) = pool.spawn(shared) {
+            if let Err(e) = Self::spawn(pool) {
                 pool.update(|c| {
                     Some(Counts {
                         busy: c.busy - 1,
@@ -216,24 +230,24 @@ impl Pool {
     }
 
     /// Starts one worker thread (already counted in `spawned`) on a free registry slot.
-    fn spawn(&self, shared: &Arc<Shared>) -> std::io::Result<()> {
-        let Some(slot) = lock(&self.free_slots).pop() else {
+    fn spawn(pool: &Arc<Self>) -> std::io::Result<()> {
+        let Some(slot) = lock(&pool.free_slots).pop() else {
             return Err(std::io::Error::other("no free worker slot"));
         };
-        let for_thread = Arc::clone(shared);
+        let for_thread = Arc::clone(pool);
         let spawned = std::thread::Builder::new()
             .name(format!("hydrogen-ws-worker-{slot}"))
-            .stack_size(shared.config.stack_size)
+            .stack_size(pool.stack_size)
             .spawn(move || worker(&for_thread, slot));
         match spawned {
             Ok(handle) => {
-                let mut handles = lock(&self.handles);
+                let mut handles = lock(&pool.handles);
                 handles.retain(|h| !h.is_finished());
                 handles.push(handle);
                 Ok(())
             }
             Err(e) => {
-                lock(&self.free_slots).push(slot);
+                lock(&pool.free_slots).push(slot);
                 Err(e)
             }
         }
@@ -253,9 +267,8 @@ pub(crate) fn join_until(threads: Vec<JoinHandle<()>>, deadline: Instant) {
     }
 }
 
-/// One worker: registers its connections in registry slot `slot`, which is its own while it lives.
-fn worker(shared: &Arc<Shared>, mut slot: usize) {
-    let pool = &shared.pool;
+/// One worker: does its jobs on slot `slot` (of the registry), which is its own while it lives.
+fn worker<Job: Send + 'static>(pool: &Pool<Job>, mut slot: usize) {
     loop {
         let job = match pool.jobs_rx.recv_timeout(RETIRE_AFTER) {
             Ok(job) => job,
@@ -283,16 +296,9 @@ fn worker(shared: &Arc<Shared>, mut slot: usize) {
             }
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        let peer = job.peer;
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            connection::serve(shared, slot, job.socket, job.peer)
-        }));
-        if result.is_err() {
-            Stats::bump(&shared.stats.handler_panics);
-            error!("connection from {peer}: a panic ended it; the worker carries on");
-        }
+        let after = (pool.work)(job, slot);
         pool.release();
-        if shared.is_shutting_down() {
+        if after == AfterJob::Park {
             // Park rather than go back to the channel, whose receive spins (yielding) before it sleeps:
             // a thousand workers doing that at once would steal the CPU the shutdown needs. Parked
             // workers die with the process, or leave when a library user's Server::shutdown releases them.

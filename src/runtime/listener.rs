@@ -12,20 +12,27 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use hydrogen_ws_protocol::handshake;
-use socket2::{Domain, Protocol, Socket, Type};
-
-use crate::pool::{Job, Pool, Refused};
-use crate::server::Shared;
-use crate::status::Stats;
 use log::{debug, error, warn};
+use socket2::Socket;
 
-/// Binds a TCP listener with `SO_REUSEADDR` and the given backlog.
-pub(crate) fn bind(addr: SocketAddr, backlog: i32) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(backlog)?;
-    Ok(socket)
+use super::pool::{Pool, Refused};
+use super::shutdown::ShutdownState;
+use crate::stats::Stats;
+
+/// An accepted socket on its way to a worker.
+pub(crate) struct Job {
+    pub socket: Socket,
+    pub peer: SocketAddr,
+}
+
+/// What the acceptor works with.
+pub(crate) struct AcceptContext {
+    pub listener: Arc<Socket>,
+    pub pool: Arc<Pool<Job>>,
+    pub stats: Arc<Stats>,
+    pub shutdown: Arc<ShutdownState>,
+    /// Seconds a refused client is told to wait (`Retry-After`).
+    pub retry_after_secs: u32,
 }
 
 /// Refusals waiting for the refuser thread; beyond this the socket is closed without a word.
@@ -34,9 +41,9 @@ const REFUSE_QUEUE: usize = 1024;
 const REFUSE_READ: Duration = Duration::from_millis(100);
 
 /// The acceptor's loop; returns when the listening socket is shut down.
-pub(crate) fn accept_loop(shared: &Arc<Shared>, jobs: Sender<Job>) {
+pub(crate) fn accept_loop(ctx: &AcceptContext, jobs: Sender<Job>) {
     let (refuse_tx, refuse_rx) = crossbeam_channel::bounded::<Socket>(REFUSE_QUEUE);
-    let retry_after = shared.config.retry_after_secs.to_string();
+    let retry_after = ctx.retry_after_secs.to_string();
     let refuser = std::thread::Builder::new()
         .name("hydrogen-ws-refuser".into())
         .stack_size(64 * 1024)
@@ -45,9 +52,9 @@ pub(crate) fn accept_loop(shared: &Arc<Shared>, jobs: Sender<Job>) {
         error!("could not start the refuser thread: {e}; full-server refusals will be bare closes");
     }
     loop {
-        let (socket, addr) = match shared.listener.accept() {
+        let (socket, addr) = match ctx.listener.accept() {
             Ok(pair) => pair,
-            Err(e) if shared.is_shutting_down() => {
+            Err(e) if ctx.shutdown.started() => {
                 debug!("acceptor: stopping ({e})");
                 break;
             }
@@ -60,32 +67,32 @@ pub(crate) fn accept_loop(shared: &Arc<Shared>, jobs: Sender<Job>) {
                 continue;
             }
         };
-        if shared.is_shutting_down() {
+        if ctx.shutdown.started() {
             // Accepted in the instant before the listener was shut; it gets a plain close.
             drop(socket);
             break;
         }
-        Stats::bump(&shared.stats.connections_total);
+        Stats::bump(&ctx.stats.connections_total);
         let Some(peer) = addr.as_socket() else {
             continue;
         };
-        match Pool::submit(shared, &jobs, Job { socket, peer }) {
+        match Pool::submit(&ctx.pool, &jobs, Job { socket, peer }) {
             Ok(()) => {}
-            Err(Refused::Full(job)) => refuse_full(shared, &refuse_tx, job.socket, peer),
+            Err(Refused::Full(job)) => refuse_full(ctx, &refuse_tx, job.socket, peer),
             Err(Refused::Spawn(job, e)) => {
                 error!("connection from {peer}: cannot start a worker thread: {e}");
-                refuse_full(shared, &refuse_tx, job.socket, peer);
+                refuse_full(ctx, &refuse_tx, job.socket, peer);
             }
         }
     }
 }
 
-fn refuse_full(shared: &Shared, queue: &Sender<Socket>, socket: Socket, peer: SocketAddr) {
-    Stats::bump(&shared.stats.refused_full);
-    shared.stats.refused(503);
+fn refuse_full(ctx: &AcceptContext, queue: &Sender<Socket>, socket: Socket, peer: SocketAddr) {
+    Stats::bump(&ctx.stats.refused_full);
+    ctx.stats.refused(503);
     warn!(
         "connection from {peer}: refused 503, all {} workers are busy",
-        shared.config.threads
+        ctx.pool.capacity()
     );
     // A full queue means a flood; dropping the socket closes it without the courtesy of a 503.
     let _ = queue.try_send(socket);
@@ -138,9 +145,4 @@ fn refuse_loop(queue: &Receiver<Socket>, retry_after: &str) {
         }
         let _ = (&socket).read(&mut scratch);
     }
-}
-
-/// Wakes the acceptor: `accept` on a shut-down listening socket returns at once.
-pub(crate) fn stop(listener: &Arc<Socket>) {
-    let _ = listener.shutdown(Shutdown::Both);
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use hydrogen_ws_protocol::Message;
 use serde_json::{json, Map, Value};
 
-use crate::connection::Conn;
+use crate::conn::Conn;
 use crate::handler::Handler;
 
 /// The topic of periodic status pushes.
@@ -47,7 +47,10 @@ impl Hydrogen {
         };
         let mut reply = match kind {
             "status" => match conn.server() {
-                Some(server) => server.status_document(),
+                Some(server) => match serde_json::to_value(server.status_document()) {
+                    Ok(doc) => doc,
+                    Err(e) => return error(id, &format!("the status could not be written: {e}")),
+                },
                 None => return error(id, "the server is stopping"),
             },
             "ping" => json!({ "type": "pong" }),
@@ -128,7 +131,9 @@ impl Handler for Hydrogen {
     fn on_subscription_due(&self, conn: &Conn, topic: &str) {
         if topic == STATUS_TOPIC {
             if let Some(server) = conn.server() {
-                let _ = conn.send_text(&server.status_document().to_string());
+                if let Ok(doc) = serde_json::to_string(&server.status_document()) {
+                    let _ = conn.send_text(&doc);
+                }
             }
         }
     }

@@ -1,0 +1,12 @@
+//! The runtime: the threads that move connections along. The acceptor ([`listener`]) hands accepted
+//! sockets to the fixed [`pool`], whose workers ([`worker`]) each serve one connection for its life; the
+//! [`ticker`] keeps heartbeats and slow clients in check; [`shutdown`] stops it all.
+//!
+//! Each thread is handed a context with only what it uses (`AcceptContext`, `WorkerContext`,
+//! `TickerContext`, `ShutdownContext`); the server builds them.
+
+pub(crate) mod listener;
+pub(crate) mod pool;
+pub(crate) mod shutdown;
+pub(crate) mod ticker;
+pub(crate) mod worker;

@@ -1,0 +1,605 @@
+//! A worker's life with one connection: the upgrade handshake under a deadline, then a blocking read
+//! loop that feeds the protocol [`Session`] and hands messages to the route's [`Handler`], and the
+//! close that ends it (FIN first, so that our last bytes are never lost to a reset).
+
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hydrogen_ws_protocol::{
+    handshake, CloseCode, Event, HandshakeError, OpCode, ProtocolError, Request, RequestParser,
+    Role, Session, SessionConfig, SessionState,
+};
+use log::{debug, error, info, warn};
+use socket2::Socket;
+
+use super::listener::Job;
+use super::pool::AfterJob;
+use super::shutdown::ShutdownState;
+use crate::auth;
+use crate::config::Limits;
+use crate::conn::{self, BatchGuard, Conn, ConnContext, End, SendError, BATCH_LIMIT};
+use crate::handler::Handler;
+use crate::http;
+use crate::registry::Registry;
+use crate::routes::Routes;
+use crate::stats::Stats;
+use crate::sys::{self, SEND, SEND_NOW};
+
+/// What every worker works with.
+pub(crate) struct WorkerContext {
+    /// What each connection is made with.
+    pub conns: ConnContext,
+    pub registry: Arc<Registry>,
+    pub routes: Arc<Routes>,
+    pub stats: Arc<Stats>,
+    pub shutdown: Arc<ShutdownState>,
+    pub limits: Limits,
+    /// The next connection id.
+    pub next_id: AtomicU64,
+}
+
+/// The pool's work: serves one accepted connection on registry slot `slot`; a panic that escapes it is
+/// counted and logged, and the worker carries on (or parks, once the server is shutting down).
+pub(crate) fn work(ctx: &WorkerContext, job: Job, slot: usize) -> AfterJob {
+    let peer = job.peer;
+    if catch_unwind(AssertUnwindSafe(|| serve(ctx, slot, job.socket, peer))).is_err() {
+        Stats::bump(&ctx.stats.handler_panics);
+        error!("connection from {peer}: a panic ended it; the worker carries on");
+    }
+    if ctx.shutdown.started() {
+        // Park rather than go back to the channel, whose receive spins (yielding) before it sleeps: a
+        // thousand workers doing that at once would steal the CPU the shutdown needs. Parked workers
+        // die with the process, or leave when a library user's Server::shutdown releases them.
+        AfterJob::Park
+    } else {
+        AfterJob::Continue
+    }
+}
+
+/// The worker's entry point for one accepted socket.
+pub(crate) fn serve(ctx: &WorkerContext, slot: usize, socket: Socket, peer: SocketAddr) {
+    let limits = ctx.limits;
+    let _ = socket.set_nodelay(true);
+    let _ = socket.set_write_timeout(Some(limits.send_timeout));
+    let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
+    let conn = Arc::new(Conn::new(id, peer, socket, &ctx.conns));
+    ctx.registry.insert(slot, Arc::clone(&conn));
+    // Leave the registry however this function exits (a handler panic included).
+    struct Leave<'a>(&'a Registry, usize);
+    impl Drop for Leave<'_> {
+        fn drop(&mut self) {
+            conn::set_serving(0);
+            self.0.remove(self.1);
+        }
+    }
+    let _leave = Leave(&ctx.registry, slot);
+    conn::set_serving(id);
+
+    // Registered before this check, so a shutdown that started meanwhile either sees us or we see it.
+    if ctx.shutdown.started() {
+        let _ = conn.socket.send_with_flags(
+            &handshake::refusal(503, "server is shutting down", &[]),
+            SEND_NOW,
+        );
+        return;
+    }
+    debug!("connection {id} from {peer}: accepted");
+    let end = match run_handshake(ctx, &conn) {
+        Ok((leftover, handler)) => {
+            // A panic in on_open or on_message ends the session, not the connection's goodbye: the client
+            // gets 1011 and the handler its on_close.
+            let end = catch_unwind(AssertUnwindSafe(|| {
+                handler.on_open(&conn);
+                run_session(ctx, handler, &conn, leftover)
+            }))
+            .unwrap_or_else(|_| handler_panicked(ctx, &conn));
+            conn::release_batch_buffer();
+            conn.state.store(conn::STATE_CLOSING, Ordering::SeqCst);
+            handler.on_close(&conn, &conn.ending(end));
+            end
+        }
+        Err(end) => end,
+    };
+    conn.state.store(conn::STATE_CLOSING, Ordering::SeqCst);
+    debug!("connection {id} from {peer}: ended ({end:?})");
+    match end {
+        End::Refused | End::Closing => {
+            // Our last bytes (a response or a close frame) must reach the client: send FIN first, then
+            // read until the client closes too, so the close below never turns into a reset that drops
+            // them.
+            let _ = conn.wait_drained();
+            let _ = conn.socket.shutdown(Shutdown::Write);
+            let until = if ctx.shutdown.started() {
+                // During a shutdown, once the client has acknowledged everything we sent (our FIN
+                // counts 1) nothing of ours can be lost any more: close now rather than wait for its FIN.
+                if matches!(sys::send_queue_len(&conn.socket), Ok(0 | 1)) {
+                    return;
+                }
+                ctx.shutdown.linger_until()
+            } else {
+                Instant::now() + conn::LINGER
+            };
+            drain(&conn, until);
+        }
+        End::Shutdown | End::PeerGone | End::Evicted => {}
+    }
+}
+
+/// A panic in on_open or on_message (or the read loop around them) ended the session.
+fn handler_panicked(ctx: &WorkerContext, conn: &Conn) -> End {
+    match conn.close_after_panic("on_open or on_message") {
+        Ok(()) => End::Closing,
+        Err(_) => end_without_close(ctx, conn),
+    }
+}
+
+/// Reads and discards input until EOF, an error or `until`.
+fn drain(conn: &Conn, until: Instant) {
+    let mut scratch = [0u8; 4096];
+    let mut total = 0usize;
+    loop {
+        let now = Instant::now();
+        if now >= until || total > 1 << 20 {
+            return;
+        }
+        let _ = conn.socket.set_read_timeout(Some(until - now));
+        match conn.read(&mut scratch) {
+            Ok(0) => return,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Reads the request head under the handshake deadline.
+fn read_request(
+    ctx: &WorkerContext,
+    conn: &Conn,
+    parser: &mut RequestParser,
+) -> Result<Request, End> {
+    let limits = ctx.limits;
+    let deadline = Instant::now() + limits.handshake_timeout;
+    let mut buf = [0u8; 2048];
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            let reason = format!(
+                "the request did not arrive within {}",
+                crate::config::format_duration(limits.handshake_timeout)
+            );
+            return Err(refuse_status(ctx, conn, 408, &reason, &[]));
+        }
+        let _ = conn.socket.set_read_timeout(Some(deadline - now));
+        let n = match conn.read(&mut buf) {
+            Ok(0) => return Err(end_without_close(ctx, conn)),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => return Err(end_without_close(ctx, conn)),
+        };
+        match parser.push(&buf[..n]) {
+            Ok(Some(request)) => return Ok(request),
+            Ok(None) => {}
+            Err(e) => return Err(refuse(ctx, conn, e)),
+        }
+    }
+}
+
+/// Reads and answers the request: a plain HTTP request gets its endpoint's response; an upgrade is
+/// validated, checked against the origin allow-list and the key, and its subprotocol negotiated. On
+/// success returns the bytes that followed the request and the application of the route it asked for.
+fn run_handshake<'c>(
+    ctx: &'c WorkerContext,
+    conn: &Conn,
+) -> Result<(Vec<u8>, &'c dyn Handler), End> {
+    let mut parser = RequestParser::new(ctx.limits.handshake());
+    let request = read_request(ctx, conn, &mut parser)?;
+    if !request.wants_upgrade() {
+        let response = match ctx.conns.server.upgrade() {
+            Some(server) => http::respond(
+                &*server,
+                ctx.routes.serves_status_page(),
+                &request,
+                conn.peer,
+            ),
+            None => http::HttpResponse::refusal(503, "server is shutting down", &[]),
+        };
+        // Counted before the client can see the answer, so that what it sees is always in the counters.
+        ctx.stats.answered_http(response.status);
+        let _ = write_all(&conn.socket, &response.bytes);
+        debug!(
+            "connection {} from {}: {} {} -> {}",
+            conn.id, conn.peer, request.method, request.target, response.status
+        );
+        return Err(End::Refused);
+    }
+    let upgrade = match request.websocket() {
+        Ok(u) => u,
+        Err(e) => return Err(refuse(ctx, conn, e)),
+    };
+    let Some((index, route)) = ctx.routes.find(request.path()) else {
+        let reason = format!("no WebSocket service at {}", request.path());
+        return Err(refuse_status(ctx, conn, 404, &reason, &[]));
+    };
+    if let Err(reason) = auth::check_origin(route.origins(), upgrade.origin.as_deref()) {
+        return Err(refuse_status(ctx, conn, 403, &reason, &[]));
+    }
+    if let Err(e) = auth::check_key(route.required_key(), &request) {
+        return Err(refuse_status(
+            ctx,
+            conn,
+            e.status(),
+            e.reason(),
+            e.headers(),
+        ));
+    }
+    let protocol = match auth::negotiate_protocol(route.subprotocol(), &upgrade.protocols) {
+        Ok(p) => p,
+        Err(reason) => return Err(refuse_status(ctx, conn, 400, &reason, &[])),
+    };
+    let response = upgrade.response(protocol.as_deref());
+    *conn::lock(&conn.protocol) = protocol;
+    *conn::lock(&conn.target) = request.target.clone();
+    conn.set_route(index);
+    {
+        // Open from the moment the 101 can reach the client (under the write lock, so a shutdown that
+        // sees "open" writes its close frame after the 101, never before it).
+        let mut w = conn.lock_writer();
+        conn.last_ping_ms.store(conn.now_ms(), Ordering::Relaxed);
+        conn.state.store(conn::STATE_OPEN, Ordering::SeqCst);
+        Stats::bump(&ctx.stats.upgrades);
+        if write_all(&conn.socket, &response).is_err() {
+            w.broken = true;
+            return Err(end_without_close(ctx, conn));
+        }
+    }
+    debug!(
+        "connection {} from {}: upgraded {}",
+        conn.id, conn.peer, request.target
+    );
+    Ok((parser.trailing().to_vec(), route.handler()))
+}
+
+fn end_without_close(ctx: &WorkerContext, conn: &Conn) -> End {
+    if ctx.shutdown.started() {
+        End::Shutdown
+    } else if conn.was_evicted() {
+        End::Evicted
+    } else {
+        End::PeerGone
+    }
+}
+
+fn refuse(ctx: &WorkerContext, conn: &Conn, error: HandshakeError) -> End {
+    ctx.stats.refused(error.status());
+    warn!(
+        "connection {} from {}: refused {} ({})",
+        conn.id,
+        conn.peer,
+        error.status(),
+        error.reason()
+    );
+    let _ = write_all(&conn.socket, &error.response());
+    End::Refused
+}
+
+fn refuse_status(
+    ctx: &WorkerContext,
+    conn: &Conn,
+    status: u16,
+    reason: &str,
+    headers: &[(&str, &str)],
+) -> End {
+    ctx.stats.refused(status);
+    warn!(
+        "connection {} from {}: refused {status} ({reason})",
+        conn.id, conn.peer
+    );
+    let _ = write_all(&conn.socket, &handshake::refusal(status, reason, headers));
+    End::Refused
+}
+
+/// Writes a whole HTTP response (blocking, bounded by the socket's send timeout).
+fn write_all(socket: &Socket, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match socket.send_with_flags(bytes, SEND) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Smallest read buffer; idle connections hold this much.
+const MIN_READ_BUF: usize = 4 * 1024;
+/// The read buffer grows up to this while reads keep filling it. Large enough that a read takes in
+/// everything a client pipelining 64 messages of 1 KiB has in flight (at 64 KiB it took two reads, and
+/// two replies' worth of sends and wake-ups).
+const MAX_READ_BUF: usize = BATCH_LIMIT;
+/// Small reads in a row after which a grown read buffer goes back to the small one.
+const SHRINK_AFTER: u32 = 4;
+/// A grown read buffer goes back to the small one after the client has been quiet this long.
+const SHRINK_IDLE: Duration = Duration::from_millis(500);
+
+/// The open connection's read loop: bytes -> session -> events -> handler.
+fn run_session(ctx: &WorkerContext, handler: &dyn Handler, conn: &Conn, leftover: Vec<u8>) -> End {
+    let limits = ctx.limits;
+    let mut session = Session::new(SessionConfig {
+        role: Role::Server,
+        max_frame_size: limits.max_frame_size as u64,
+        max_message_size: limits.max_message_size,
+    });
+    let _ = conn.socket.set_read_timeout(limits.idle_timeout);
+    let mut buf = leftover;
+    let mut end = buf.len();
+    buf.resize(end.max(MIN_READ_BUF), 0);
+    let mut start = 0;
+    // Whether the last read filled all the room it was given (more is probably waiting).
+    let mut filled = false;
+    // Reads in a row that returned less than the small buffer holds: the burst is over.
+    let mut small_reads = 0u32;
+    // Whether reads wait at most SHRINK_IDLE (the buffer is grown) instead of the idle timeout.
+    let mut quiet_check = false;
+    // Whether the read timeout is what remained of the idle timeout after a quiet check (restored to
+    // the whole idle timeout once the client sends again).
+    let mut idle_shortened = false;
+    // Whether our close frame had gone out before the last read began: a client's close that read brought
+    // in may answer ours; one read before it went out was the client's own.
+    let mut ours_before_read = false;
+    loop {
+        if session.state() == SessionState::Open && ctx.shutdown.started() {
+            if !conn.close_was_sent() {
+                // Awake anyway (the client sent something) before the sequence got to this connection:
+                // write the 1001 now, in parallel with the sequence, rather than answer the client first.
+                let state = &*ctx.shutdown;
+                let _ = conn.write_going_away(
+                    state.going_away_frame(),
+                    false,
+                    Some(&state.frames_by_workers),
+                );
+            }
+            if conn.close_was_sent() {
+                // Our close frame went out: data that follows it is discarded by the session, not
+                // handed to the handler.
+                session.close_sent();
+            }
+        }
+        let batch = BatchGuard::start(&ctx.stats);
+        // Hand every complete event in the buffer to its consumer.
+        loop {
+            let (used, event) = match session.read(&mut buf[start..end]) {
+                Ok(step) => step,
+                Err(e) => return fail(ctx, conn, e),
+            };
+            start += used;
+            let close_code = match event {
+                Event::None if used == 0 => break,
+                Event::None => continue,
+                Event::Pong(_) => {
+                    conn.ping_out_ms.store(0, Ordering::Relaxed);
+                    continue;
+                }
+                Event::Message(message) => {
+                    ctx.stats.count_in(message.as_bytes().len());
+                    handler.on_message(conn, message);
+                    // The handler closed the connection.
+                    if session.state() == SessionState::Open && conn.close_was_sent() {
+                        session.close_sent();
+                    }
+                    continue;
+                }
+                Event::Ping(payload) => {
+                    // A pong after our close frame is not allowed; the close answers the ping.
+                    match conn.send_frame(OpCode::Pong, payload) {
+                        Ok(()) | Err(SendError::Closed) => continue,
+                        Err(_) => return end_without_close(ctx, conn),
+                    }
+                }
+                Event::Close(frame) => {
+                    conn.close_received(frame, ours_before_read);
+                    frame.map(|f| f.code)
+                }
+            };
+            ctx.stats
+                .close_received(close_code.unwrap_or(CloseCode::NO_STATUS));
+            if ctx.shutdown.started() && conn.close_was_sent() {
+                // The client answered the shutdown's 1001: the closing handshake is complete.
+                ctx.shutdown.answered.fetch_add(1, Ordering::Relaxed);
+            }
+            // The peer's close: answer it (echoing its code) unless ours already went out. (The
+            // lock-free look first: during a shutdown our 1001 has usually just gone out, and the
+            // sequence may still hold the write lock.)
+            if session.state() == SessionState::CloseReceived && conn.close_was_sent() {
+                session.close_sent();
+            }
+            if session.state() == SessionState::CloseReceived {
+                let sent = match close_code {
+                    Some(code) => conn.close(code, ""),
+                    None => conn.send_frame(OpCode::Close, &[]),
+                };
+                if sent.is_err() && !conn.close_was_sent() {
+                    return end_without_close(ctx, conn);
+                }
+                session.close_sent();
+            }
+            return End::Closing;
+        }
+        // Replies held back while handling this read go out now, before we block in the next read.
+        if batch.finish() && conn.flush_batch().is_err() {
+            return end_without_close(ctx, conn);
+        }
+        // Make room: move the unread tail to the front; grow while reads keep filling the buffer, shrink
+        // back once a burst is over so an idle connection holds only the small buffer.
+        if start == end {
+            start = 0;
+            end = 0;
+            // Only after a few small reads in a row: a pipelining client's reads come in all sizes, and
+            // shrinking at the first small one would re-grow (and zero) the buffer over and over.
+            if small_reads >= SHRINK_AFTER && buf.len() > MIN_READ_BUF {
+                buf.truncate(MIN_READ_BUF);
+                buf.shrink_to_fit();
+                conn::release_batch_buffer();
+                if std::mem::take(&mut quiet_check) {
+                    let _ = conn.socket.set_read_timeout(limits.idle_timeout);
+                }
+            }
+        } else if start > 0 {
+            buf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+        }
+        if end == buf.len() || (filled && buf.len() < MAX_READ_BUF) {
+            let grown = (buf.len() * 2).min(MAX_READ_BUF.max(buf.len()));
+            buf.resize(grown.max(end + MIN_READ_BUF), 0);
+        }
+        if start == end && buf.len() > MIN_READ_BUF && !quiet_check {
+            // A grown buffer goes back to the small one once the client has been quiet for a moment:
+            // until then a read waits at most SHRINK_IDLE. (Under load reads return at once, so this costs
+            // nothing; it only takes a setsockopt when the buffer grows.)
+            if limits.idle_timeout.map_or(true, |t| t > SHRINK_IDLE) {
+                let _ = conn.socket.set_read_timeout(Some(SHRINK_IDLE));
+                quiet_check = true;
+            }
+        }
+        ours_before_read = conn.close_was_sent();
+        match conn.read(&mut buf[end..]) {
+            Ok(0) => return end_of_input(ctx, conn, &mut session, &mut buf),
+            Ok(n) => {
+                if std::mem::take(&mut idle_shortened) {
+                    let _ = conn.socket.set_read_timeout(limits.idle_timeout);
+                }
+                filled = end + n == buf.len();
+                small_reads = if n < MIN_READ_BUF { small_reads + 1 } else { 0 };
+                end += n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if ctx.shutdown.started() || conn.is_broken() || conn.close_was_sent() {
+                    return end_of_input(ctx, conn, &mut session, &mut buf);
+                }
+                if std::mem::take(&mut quiet_check) {
+                    // Quiet for SHRINK_IDLE with a grown buffer: back to the small one, and to the idle
+                    // timeout.
+                    if start == end {
+                        buf.truncate(MIN_READ_BUF);
+                        buf.shrink_to_fit();
+                        small_reads = 0;
+                    }
+                    // The burst is over: a last read that happened to fill the buffer must not grow it
+                    // again (and start another quiet check, and another, with the idle clock never
+                    // running out).
+                    filled = false;
+                    conn::release_batch_buffer();
+                    // The client has been quiet for SHRINK_IDLE already: the idle timeout counts it.
+                    // (A quiet check is only made when the idle timeout is longer than SHRINK_IDLE.)
+                    let rest = limits
+                        .idle_timeout
+                        .map(|t| t.saturating_sub(SHRINK_IDLE).max(Duration::from_millis(1)));
+                    idle_shortened = rest.is_some();
+                    let _ = conn.socket.set_read_timeout(rest);
+                    continue;
+                }
+                Stats::bump(&ctx.stats.idle_timeouts);
+                info!(
+                    "connection {} from {}: closing with 1001 after the idle timeout",
+                    conn.id, conn.peer
+                );
+                let _ = conn.close(CloseCode::GOING_AWAY, "idle timeout");
+                return End::Closing;
+            }
+            Err(_) => return end_of_input(ctx, conn, &mut session, &mut buf),
+        }
+    }
+}
+
+/// The read side ended without a close frame. When that is the server's shutdown waking us, wait
+/// (bounded) until our close frame has left, and read what the client already sent to see whether it
+/// answered the close; then the caller closes the descriptor.
+fn end_of_input(ctx: &WorkerContext, conn: &Conn, session: &mut Session, buf: &mut [u8]) -> End {
+    let end = end_without_close(ctx, conn);
+    if end != End::Shutdown || !conn.close_was_sent() {
+        return end;
+    }
+    session.close_sent();
+    let until = ctx.shutdown.linger_until();
+    wait_sent(&conn.socket, until);
+    // The read side is shut, so these reads return what is queued and then 0: they never wait.
+    let mut budget = 256 * 1024usize;
+    while budget > 0 && Instant::now() < until {
+        let n = match conn.read(buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        budget = budget.saturating_sub(n);
+        let mut pos = 0;
+        while pos < n {
+            match session.read(&mut buf[pos..n]) {
+                Ok((_, Event::Close(frame))) => {
+                    conn.close_received(frame, true);
+                    ctx.shutdown.answered.fetch_add(1, Ordering::Relaxed);
+                    return end;
+                }
+                Ok((0, _)) | Err(_) => break,
+                Ok((used, _)) => pos += used,
+            }
+        }
+    }
+    end
+}
+
+/// The peer broke the protocol: send the close code the error maps to, with its reason.
+fn fail(ctx: &WorkerContext, conn: &Conn, error: ProtocolError) -> End {
+    if ctx.shutdown.started() {
+        return End::Shutdown;
+    }
+    Stats::bump(&ctx.stats.protocol_errors);
+    let code = error.close_code();
+    info!(
+        "connection {} from {}: closing with {} ({})",
+        conn.id,
+        conn.peer,
+        code.0,
+        error.reason()
+    );
+    match conn.close(code, error.reason()) {
+        Ok(()) => End::Closing,
+        Err(_) => end_without_close(ctx, conn),
+    }
+}
+
+/// Waits (bounded) until every data byte written to `socket` (already shut down for writing) has been
+/// acknowledged by the peer, so that closing the descriptor cannot throw away a close frame in flight.
+fn wait_sent(socket: &Socket, until: Instant) {
+    // Few, growing pauses: with thousands of workers waiting at once, short ones would flood the
+    // scheduler (a client that delays its ACK keeps us here ~40 ms).
+    let mut pause = Duration::from_micros(250);
+    while let Ok(n) = sys::send_queue_len(socket) {
+        // The socket is shut down for writing, so the count includes our FIN's one sequence number:
+        // 1 means every data byte (the close frame included) has been acknowledged. Waiting for the FIN's
+        // own acknowledgement would wait on the client's delayed ACK, or forever after a reset.
+        if n <= 1 || Instant::now() >= until {
+            return;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(5));
+    }
+}
