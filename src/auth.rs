@@ -80,13 +80,11 @@ fn key_from_header(value: &[u8]) -> Option<&[u8]> {
         .then(|| key.trim().as_bytes())
 }
 
-/// Compares without an early exit, so the time taken does not say how much of a guess was right.
+/// Compares in constant time (the `subtle` crate), so the time taken does not say how much of a guess
+/// was right. (Only a difference in length is told apart early; the length of a key is not its secret.)
 pub fn constant_time_eq(offered: &[u8], expected: &[u8]) -> bool {
-    let mut diff = u8::from(offered.len() != expected.len());
-    for (i, &e) in expected.iter().enumerate() {
-        diff |= offered.get(i).copied().unwrap_or(0) ^ e;
-    }
-    diff == 0
+    use subtle::ConstantTimeEq;
+    bool::from(offered.ct_eq(expected))
 }
 
 /// The percent-decoded value of query parameter `name` (`+` is a space), if present.
