@@ -13,7 +13,8 @@
 use std::time::Duration;
 
 use hydrogen_ws_protocol::Message;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::conn::Conn;
 use crate::handler::Handler;
@@ -31,8 +32,44 @@ pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Hydrogen;
 
+/// A client's request, tagged by `"type"`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Request {
+    Status,
+    Ping,
+    Subscribe {
+        topic: Option<Value>,
+        interval_ms: Option<Value>,
+    },
+    Unsubscribe {
+        topic: Option<Value>,
+    },
+}
+
+/// The names of the request types, for the error that lists them.
+const KNOWN: &str = "status, subscribe, unsubscribe, ping";
+
+/// A reply, tagged by `"type"` (the status document is sent as it is).
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Reply {
+    Pong,
+    Subscribed {
+        topic: &'static str,
+        interval_ms: u64,
+    },
+    Unsubscribed {
+        topic: &'static str,
+        was_subscribed: bool,
+    },
+    Error {
+        error: String,
+    },
+}
+
 impl Hydrogen {
-    /// The reply to one text message.
+    /// The reply to one text message, with the request's `"id"` (if it had one) attached.
     fn reply(&self, conn: &Conn, text: &str) -> Value {
         let request = match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(map)) => map,
@@ -40,82 +77,86 @@ impl Hydrogen {
             Err(e) => return error(None, &format!("invalid JSON: {e}")),
         };
         let id = request.get("id").cloned();
-        let kind = match request.get("type") {
-            Some(Value::String(t)) => t.as_str(),
+        match request.get("type") {
+            Some(Value::String(t)) if !KNOWN.split(", ").any(|k| k == t) => {
+                let message = format!("unknown type '{t}' (known: {KNOWN})");
+                return error(id, &message);
+            }
+            Some(Value::String(_)) => {}
             Some(_) => return error(id, "\"type\" must be a string"),
             None => return error(id, "missing \"type\""),
-        };
-        let mut reply = match kind {
-            "status" => match conn.server() {
-                Some(server) => match serde_json::to_value(server.status_document()) {
-                    Ok(doc) => doc,
-                    Err(e) => return error(id, &format!("the status could not be written: {e}")),
-                },
+        }
+        let reply = match serde_json::from_value::<Request>(Value::Object(request)) {
+            Ok(Request::Status) => match conn.server() {
+                Some(server) => serde_json::to_value(server.status_document()),
                 None => return error(id, "the server is stopping"),
             },
-            "ping" => json!({ "type": "pong" }),
-            "subscribe" => match subscribe(conn, &request) {
-                Ok(v) => v,
-                Err(e) => return error(id, &e),
+            Ok(request) => match self.answer(conn, request) {
+                Ok(reply) => serde_json::to_value(reply),
+                Err(message) => return error(id, &message),
             },
-            "unsubscribe" => match topic(&request) {
-                Ok(t) => {
-                    let was = conn.unsubscribe(t);
-                    json!({ "type": "unsubscribed", "topic": t, "was_subscribed": was })
-                }
-                Err(e) => return error(id, &e),
-            },
-            other => {
-                return error(
-                    id,
-                    &format!(
-                        "unknown type '{other}' (known: status, subscribe, unsubscribe, ping)"
-                    ),
-                )
-            }
+            Err(e) => return error(id, &format!("malformed request: {e}")),
         };
-        with_id(&mut reply, id);
-        reply
+        match reply.map_err(|e| e.to_string()) {
+            Ok(reply) => with_id(reply, id),
+            Err(message) => error(id, &message),
+        }
+    }
+
+    /// The reply to every request but `status` (whose reply is the status document itself).
+    fn answer(&self, conn: &Conn, request: Request) -> Result<Reply, String> {
+        Ok(match request {
+            // Answered by the caller with the status document.
+            Request::Status => return Err("the status is not answered here".to_string()),
+            Request::Ping => Reply::Pong,
+            Request::Subscribe { topic, interval_ms } => {
+                let topic = self::topic(topic.as_ref())?;
+                let interval = match interval_ms {
+                    None => DEFAULT_INTERVAL,
+                    Some(v) => {
+                        let ms = v.as_u64().ok_or_else(|| {
+                            "\"interval_ms\" must be a whole number of milliseconds".to_string()
+                        })?;
+                        Duration::from_millis(ms).clamp(MIN_INTERVAL, MAX_INTERVAL)
+                    }
+                };
+                conn.subscribe(topic, Some(interval));
+                Reply::Subscribed {
+                    topic,
+                    interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+                }
+            }
+            Request::Unsubscribe { topic } => {
+                let topic = self::topic(topic.as_ref())?;
+                Reply::Unsubscribed {
+                    topic,
+                    was_subscribed: conn.unsubscribe(topic),
+                }
+            }
+        })
     }
 }
 
-fn topic(request: &Map<String, Value>) -> Result<&str, String> {
-    match request.get("topic") {
+fn topic(topic: Option<&Value>) -> Result<&'static str, String> {
+    match topic {
         None => Ok(STATUS_TOPIC),
         Some(Value::String(t)) if t == STATUS_TOPIC => Ok(STATUS_TOPIC),
         Some(other) => Err(format!("unknown topic {other} (known: \"status\")")),
     }
 }
 
-fn subscribe(conn: &Conn, request: &Map<String, Value>) -> Result<Value, String> {
-    let topic = topic(request)?;
-    let interval = match request.get("interval_ms") {
-        None => DEFAULT_INTERVAL,
-        Some(v) => {
-            let ms = v.as_u64().ok_or_else(|| {
-                "\"interval_ms\" must be a whole number of milliseconds".to_string()
-            })?;
-            Duration::from_millis(ms).clamp(MIN_INTERVAL, MAX_INTERVAL)
-        }
-    };
-    conn.subscribe(topic, Some(interval));
-    Ok(json!({
-        "type": "subscribed",
-        "topic": topic,
-        "interval_ms": interval.as_millis() as u64,
-    }))
-}
-
-fn with_id(reply: &mut Value, id: Option<Value>) {
-    if let (Some(id), Value::Object(map)) = (id, reply) {
+fn with_id(mut reply: Value, id: Option<Value>) -> Value {
+    if let (Some(id), Value::Object(map)) = (id, &mut reply) {
         map.insert("id".to_string(), id);
     }
+    reply
 }
 
 fn error(id: Option<Value>, message: &str) -> Value {
-    let mut reply = json!({ "type": "error", "error": message });
-    with_id(&mut reply, id);
-    reply
+    let reply = Reply::Error {
+        error: message.to_string(),
+    };
+    with_id(serde_json::to_value(reply).unwrap_or(Value::Null), id)
 }
 
 impl Handler for Hydrogen {
