@@ -106,11 +106,7 @@ fn route(
         },
         "/metrics" => {
             let body = server.metrics();
-            HttpResponse::new(
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                body.as_bytes(),
-            )
+            HttpResponse::new(200, crate::status::METRICS_CONTENT_TYPE, body.as_bytes())
         }
         "/health" if server.is_shutting_down() => HttpResponse::refusal(503, "shutting down", &[]),
         "/health" => HttpResponse::new(200, "text/plain; charset=utf-8", b"ok\n"),

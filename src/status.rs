@@ -2,7 +2,6 @@
 //! gathers in one place (counters, gauges, the configuration in force). Nothing here reaches into the
 //! server's threads.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -207,168 +206,165 @@ pub fn document(sample: &Sample, config: &Config) -> StatusDocument {
     }
 }
 
-/// The Prometheus text exposition served at `GET /metrics`.
+/// The content type of [`metrics`]' exposition.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The metrics served at `GET /metrics`, in the OpenMetrics text format (which Prometheus reads), built
+/// with `prometheus-client` from one sample. Counters carry the `_total` suffix.
 pub fn metrics(sample: &Sample, config: &Config) -> String {
+    use prometheus_client::encoding::text::encode;
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::registry::Registry;
+    use std::sync::atomic::AtomicU64;
+
     let s = &sample.stats;
-    let mut out = String::with_capacity(4096);
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
-        let _ = writeln!(out, "# HELP hydrogen_ws_{name} {help}");
-        let _ = writeln!(out, "# TYPE hydrogen_ws_{name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "hydrogen_ws_{name}{labels} {value}");
+    let mut registry = Registry::with_prefix("hydrogen_ws");
+    let seconds = |registry: &mut Registry, name: &str, help: &str, value: f64| {
+        let g = Gauge::<f64, AtomicU64>::default();
+        g.set(value);
+        registry.register(name, help, g);
+    };
+    let gauge = |registry: &mut Registry, name: &str, help: &str, value: u64| {
+        let g = Gauge::<i64>::default();
+        g.set(i64::try_from(value).unwrap_or(i64::MAX));
+        registry.register(name, help, g);
+    };
+    let counter = |registry: &mut Registry, name: &str, help: &str, value: u64| {
+        let c = Counter::<u64>::default();
+        c.inc_by(value);
+        registry.register(name, help, c);
+    };
+    let labelled = |registry: &mut Registry,
+                    name: &str,
+                    help: &str,
+                    label: &str,
+                    counts: &[(Option<u16>, u64)]| {
+        let family = Family::<Vec<(String, String)>, Counter>::default();
+        for (key, value) in counts {
+            let key = key.map_or_else(|| "other".to_string(), |k| k.to_string());
+            family
+                .get_or_create(&vec![(label.to_string(), key)])
+                .inc_by(*value);
         }
+        registry.register(name, help, family);
     };
-    let one = |v: u64| vec![(String::new(), v as f64)];
-    let labelled = |counts: &[(Option<u16>, u64)], label: &str| -> Vec<(String, f64)> {
-        counts
-            .iter()
-            .map(|(name, v)| {
-                let name = name.map_or_else(|| "other".to_string(), |n| n.to_string());
-                (format!("{{{label}=\"{name}\"}}"), *v as f64)
-            })
-            .collect()
-    };
-    let plain: [(&str, &str, &str, u64); 15] = [
-        (
-            "up",
-            "gauge",
-            "1 while serving, 0 during shutdown.",
-            u64::from(!sample.shutting_down),
-        ),
-        (
-            "connections_active",
-            "gauge",
-            "Connections open or in the handshake.",
-            sample.active as u64,
-        ),
-        (
-            "connections_capacity",
-            "gauge",
-            "Worker threads, the connection capacity.",
-            config.threads as u64,
-        ),
-        (
-            "workers",
-            "gauge",
-            "Worker threads started (on demand, at most the capacity).",
-            sample.workers as u64,
-        ),
-        (
-            "connections_total",
-            "counter",
-            "Connections accepted.",
-            s.connections_total,
-        ),
-        (
-            "upgrades_total",
-            "counter",
-            "WebSocket handshakes completed.",
-            s.upgrades,
-        ),
-        (
-            "http_requests_total",
-            "counter",
-            "Plain HTTP requests answered.",
-            s.http_requests,
-        ),
-        (
-            "messages_received_total",
-            "counter",
-            "Data messages received.",
-            s.messages_in,
-        ),
-        (
-            "messages_sent_total",
-            "counter",
-            "Data messages sent.",
-            s.messages_out,
-        ),
-        (
-            "bytes_received_total",
-            "counter",
-            "Payload bytes received.",
-            s.bytes_in,
-        ),
-        (
-            "bytes_sent_total",
-            "counter",
-            "Payload bytes sent.",
-            s.bytes_out,
-        ),
-        (
-            "protocol_errors_total",
-            "counter",
-            "Connections closed for breaking the protocol.",
-            s.protocol_errors,
-        ),
-        (
-            "evictions_total",
-            "counter",
-            "Clients evicted for not reading.",
-            s.evicted,
-        ),
-        (
-            "idle_timeouts_total",
-            "counter",
-            "Connections closed after the idle timeout.",
-            s.idle_timeouts,
-        ),
-        (
-            "heartbeat_timeouts_total",
-            "counter",
-            "Connections closed because a pong was overdue.",
-            s.heartbeat_timeouts,
-        ),
-    ];
-    let (first, rest) = plain.split_at(1);
-    for (name, kind, help, v) in first {
-        metric(name, kind, help, &one(*v));
-    }
-    metric(
+    let r = &mut registry;
+    gauge(
+        r,
+        "up",
+        "1 while serving, 0 during shutdown",
+        u64::from(!sample.shutting_down),
+    );
+    seconds(
+        r,
         "uptime_seconds",
-        "gauge",
-        "Seconds since the server started.",
-        &[(String::new(), sample.uptime.as_secs_f64())],
+        "Seconds since the server started",
+        sample.uptime.as_secs_f64(),
     );
-    for (name, kind, help, v) in rest {
-        metric(name, kind, help, &one(*v));
-    }
-    metric(
-        "refusals_total",
-        "counter",
-        "Requests refused, by HTTP status.",
-        &labelled(&sample.refusals, "status"),
+    gauge(
+        r,
+        "connections_active",
+        "Connections open or in the handshake",
+        sample.active as u64,
     );
-    metric(
-        "close_codes_sent_total",
-        "counter",
-        "Close frames sent, by code.",
-        &labelled(&sample.close_sent, "code"),
+    gauge(
+        r,
+        "connections_capacity",
+        "Worker threads, the connection capacity",
+        config.threads as u64,
     );
-    metric(
-        "close_codes_received_total",
-        "counter",
-        "Close frames received, by code (1005: no code).",
-        &labelled(&sample.close_received, "code"),
+    gauge(
+        r,
+        "workers",
+        "Worker threads started (on demand, at most the capacity)",
+        sample.workers as u64,
+    );
+    counter(
+        r,
+        "connections",
+        "Connections accepted",
+        s.connections_total,
+    );
+    counter(r, "upgrades", "WebSocket handshakes completed", s.upgrades);
+    counter(
+        r,
+        "http_requests",
+        "Plain HTTP requests answered",
+        s.http_requests,
+    );
+    counter(
+        r,
+        "messages_received",
+        "Data messages received",
+        s.messages_in,
+    );
+    counter(r, "messages_sent", "Data messages sent", s.messages_out);
+    counter(r, "bytes_received", "Payload bytes received", s.bytes_in);
+    counter(r, "bytes_sent", "Payload bytes sent", s.bytes_out);
+    counter(
+        r,
+        "protocol_errors",
+        "Connections closed for breaking the protocol",
+        s.protocol_errors,
+    );
+    counter(r, "evictions", "Clients evicted for not reading", s.evicted);
+    counter(
+        r,
+        "idle_timeouts",
+        "Connections closed after the idle timeout",
+        s.idle_timeouts,
+    );
+    counter(
+        r,
+        "heartbeat_timeouts",
+        "Connections closed because a pong was overdue",
+        s.heartbeat_timeouts,
+    );
+    labelled(
+        r,
+        "refusals",
+        "Requests refused, by HTTP status",
+        "status",
+        &sample.refusals,
+    );
+    labelled(
+        r,
+        "close_codes_sent",
+        "Close frames sent, by code",
+        "code",
+        &sample.close_sent,
+    );
+    labelled(
+        r,
+        "close_codes_received",
+        "Close frames received, by code (1005: no code)",
+        "code",
+        &sample.close_received,
     );
     if let Some(rss) = sample.rss_bytes {
-        metric(
+        gauge(
+            r,
             "resident_memory_bytes",
-            "gauge",
-            "Resident memory of the process.",
-            &one(rss),
+            "Resident memory of the process",
+            rss,
         );
     }
     if let Some(threads) = sample.threads {
-        metric("threads", "gauge", "Threads of the process.", &one(threads));
+        gauge(r, "threads", "Threads of the process", threads);
     }
     if sample.last_shutdown_us > 0 {
-        metric(
+        let last = sample.last_shutdown_us as f64 / 1e6;
+        seconds(
+            r,
             "last_shutdown_seconds",
-            "gauge",
-            "Duration of the last shutdown sequence.",
-            &[(String::new(), sample.last_shutdown_us as f64 / 1e6)],
+            "Duration of the last shutdown sequence",
+            last,
         );
     }
+    let mut out = String::with_capacity(4096);
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &registry);
     out
 }

@@ -467,11 +467,16 @@ fn metrics_count_what_happened() {
 }
 
 /// Every line is a comment (`# HELP name text` / `# TYPE name kind`) or a sample `name{labels} value`,
-/// and every sample's metric was declared by a TYPE line.
+/// every sample's metric was declared by a TYPE line (a counter's samples carry `_total` after its
+/// name, as OpenMetrics has it), and the exposition ends with `# EOF`.
 fn check_prometheus(text: &str) {
     let mut typed = std::collections::HashSet::new();
     let mut samples = 0;
+    assert_eq!(text.lines().last(), Some("# EOF"), "{text}");
     for line in text.lines() {
+        if line == "# EOF" {
+            continue;
+        }
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let mut parts = rest.split(' ');
             let name = parts.next().expect("name");
@@ -501,7 +506,11 @@ fn check_prometheus(text: &str) {
                     }
                 }
             }
-            assert!(typed.contains(name), "sample before its TYPE: {line}");
+            let family = name.strip_suffix("_total").unwrap_or(name);
+            assert!(
+                typed.contains(name) || typed.contains(family),
+                "sample before its TYPE: {line}"
+            );
             samples += 1;
         }
     }
