@@ -535,4 +535,74 @@ mod tests {
         }
         assert!(h.contains("WEBSOCKET_KEY"));
     }
+
+    #[test]
+    fn no_auth_reads_yes_or_no_from_its_twin_and_after_an_equals_sign() {
+        for (value, expected) in [
+            ("yes", true),
+            ("ON", true),
+            ("1", true),
+            ("off", false),
+            ("", false),
+        ] {
+            let env = &[("HYDROGEN_WS_NO_AUTH", value)];
+            let Ok(Command::Run(c, _)) = parse_in(env, strings(&["--mode", "echo"])) else {
+                panic!("{value}")
+            };
+            assert_eq!(c.no_auth, expected, "{value}");
+        }
+        let Ok(Command::Run(c, _)) = run(&["--no-auth=false"]) else {
+            panic!()
+        };
+        assert!(!c.no_auth);
+        let env = &[("HYDROGEN_WS_NO_AUTH", "maybe")];
+        let err = parse_in(env, strings(&["--mode", "echo"])).map_err(|e| e.option);
+        assert_eq!(err, Err("--no-auth"));
+    }
+
+    #[test]
+    fn an_empty_hydrogen_ws_key_means_no_key_and_hides_websocket_key() {
+        let env = &[("HYDROGEN_WS_KEY", ""), ("WEBSOCKET_KEY", "theirs-key")];
+        let Ok(Command::Run(c, _)) = parse_in(env, strings(&["--mode", "echo"])) else {
+            panic!()
+        };
+        assert_eq!(c.key, None);
+    }
+
+    #[test]
+    fn a_value_may_start_with_one_dash_but_not_two() {
+        let Ok(Command::Run(c, _)) = run(&["--key", "-s3cret-key"]) else {
+            panic!()
+        };
+        assert_eq!(c.key.as_deref(), Some("-s3cret-key"));
+        let Err(e) = run(&["--threads", "-1"]) else {
+            panic!()
+        };
+        assert_eq!(e.to_string(), "--threads: '-1' is not a whole number");
+        assert_eq!(run(&["--"]).map_err(|e| e.option), Err("arguments"));
+        assert_eq!(run(&["-x"]).map_err(|e| e.option), Err("arguments"));
+    }
+
+    #[test]
+    fn the_last_of_a_repeated_option_wins() {
+        let Ok(Command::Run(c, _)) =
+            run(&["--threads", "3", "--threads=4", "--no-auth", "--no-auth"])
+        else {
+            panic!()
+        };
+        assert_eq!(c.threads, 4);
+    }
+
+    #[test]
+    fn help_and_version_are_commands_and_help_shows_no_secret() {
+        assert_eq!(run(&["--help"]), Ok(Command::Help));
+        assert_eq!(run(&["-h"]), Ok(Command::Help));
+        assert_eq!(run(&["-V"]), Ok(Command::Version));
+        assert_eq!(run(&["--version"]), Ok(Command::Version));
+        let _one_at_a_time = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        std::env::set_var("HYDROGEN_WS_KEY", "s3cret-key");
+        let h = help();
+        std::env::remove_var("HYDROGEN_WS_KEY");
+        assert!(!h.contains("s3cret-key"), "{h}");
+    }
 }
