@@ -1,14 +1,22 @@
 //! Command-line arguments and their environment-variable twins -> [`Config`].
 //!
-//! Every option `--some-option VALUE` can also be given as `HYDROGEN_WS_SOME_OPTION=VALUE`; the command
-//! line wins. Errors name the option and the rule, and the binary exits with status 2 on them.
+//! clap reads the syntax, the `HYDROGEN_WS_*` twins (the command line wins) and writes `--help`; the
+//! values are read by the library's own rules (`parse_size`, `parse_duration`) and checked at the end by
+//! `Config::validate`. Three things clap does not do are added here: `WEBSOCKET_KEY` as a second name
+//! for `--key`, refusing a value that starts with `--` unless written `--option=VALUE`, and errors as a
+//! [`ConfigError`] that names the option and the rule (the binary prints it and exits with status 2).
 
-use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::logger::Level;
-use hydrogen_ws::config::{
-    format_duration, format_size, parse_duration, parse_size, Config, ConfigError, Mode,
-};
+use hydrogen_ws::config::{Config, ConfigError, Mode};
+
+mod values;
+use values::{backlog, level, listen, mode, switch, whole_number, Origins, Size, Time};
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,344 +29,291 @@ pub enum Command {
     Version,
 }
 
-struct Opt {
-    flag: &'static str,
-    value: &'static str,
-    help: &'static str,
+/// A WebSocket server (RFC 6455) over blocking sockets on a fixed thread pool, built to stop in milliseconds.
+#[derive(Debug, Parser)]
+#[command(
+    name = "hydrogen-ws",
+    version,
+    // The last of a repeated option wins, as with the environment twin it overrides.
+    args_override_self = true,
+    // `--key -s3cret-key` and `--threads -1` are values (checked by their rule); a value that starts
+    // with `--` is refused before clap sees it, see `check_values`.
+    allow_hyphen_values = true,
+    next_line_help = true,
+    help_template = "{name} {version}\n{about}\n\n{usage-heading} {usage}\n\n{all-args}{after-help}",
+    after_help = AFTER_HELP
+)]
+struct Args {
+    /// address to listen on; port 0 picks a free port
+    #[arg(long, env = "HYDROGEN_WS_LISTEN", value_name = "ADDR:PORT", value_parser = listen,
+          default_value_t = Config::default().listen)]
+    listen: SocketAddr,
+    /// hydrogen (JSON status application) or echo (every message sent back)
+    #[arg(long, env = "HYDROGEN_WS_MODE", value_name = "MODE", value_parser = mode,
+          default_value = Config::default().mode.as_str())]
+    mode: Mode,
+    /// key clients must present (Authorization: Key KEY, or ?key=KEY); also WEBSOCKET_KEY
+    #[arg(long, env = "HYDROGEN_WS_KEY", value_name = "KEY")]
+    key: Option<String>,
+    /// run hydrogen mode without a key: any client may connect
+    #[arg(long, env = "HYDROGEN_WS_NO_AUTH", value_name = "BOOL", value_parser = switch,
+          num_args = 0..=1, require_equals = true, default_missing_value = "on", default_value = "off")]
+    no_auth: bool,
+    /// the subprotocol of hydrogen mode
+    #[arg(long, env = "HYDROGEN_WS_PROTOCOL", value_name = "NAME",
+          default_value_t = Config::default().protocol)]
+    protocol: String,
+    /// comma-separated browser origins allowed to connect; empty or * = any
+    #[arg(
+        long,
+        env = "HYDROGEN_WS_ALLOWED_ORIGINS",
+        value_name = "LIST",
+        default_value = "*"
+    )]
+    allowed_origins: Origins,
+    /// worker threads = connection capacity; more clients get 503
+    #[arg(long, env = "HYDROGEN_WS_THREADS", value_name = "N", value_parser = whole_number,
+          default_value_t = Config::default().threads)]
+    threads: usize,
+    /// stack of each worker thread
+    #[arg(long, env = "HYDROGEN_WS_STACK_SIZE", value_name = "SIZE",
+          default_value_t = Size(Config::default().stack_size))]
+    stack_size: Size,
+    /// listen backlog
+    #[arg(long, env = "HYDROGEN_WS_BACKLOG", value_name = "N", value_parser = backlog,
+          default_value_t = Config::default().backlog)]
+    backlog: i32,
+    /// largest message, all fragments together (1009 beyond)
+    #[arg(long, env = "HYDROGEN_WS_MAX_MESSAGE_SIZE", value_name = "SIZE",
+          default_value_t = Size(Config::default().limits.max_message_size))]
+    max_message_size: Size,
+    /// largest frame payload (1009 beyond); by default the --max-message-size
+    #[arg(long, env = "HYDROGEN_WS_MAX_FRAME_SIZE", value_name = "SIZE")]
+    max_frame_size: Option<Size>,
+    /// largest upgrade request head (431 beyond)
+    #[arg(long, env = "HYDROGEN_WS_MAX_HEADER_SIZE", value_name = "SIZE",
+          default_value_t = Size(Config::default().limits.max_header_bytes))]
+    max_header_size: Size,
+    /// most header lines in the upgrade request (431 beyond)
+    #[arg(long, env = "HYDROGEN_WS_MAX_HEADERS", value_name = "N", value_parser = whole_number,
+          default_value_t = Config::default().limits.max_headers)]
+    max_headers: usize,
+    /// time for the upgrade request to arrive (408 after)
+    #[arg(long, env = "HYDROGEN_WS_HANDSHAKE_TIMEOUT", value_name = "TIME",
+          default_value_t = Time(Config::default().limits.handshake_timeout))]
+    handshake_timeout: Time,
+    /// time a write may wait on a client that does not read; it is then evicted
+    #[arg(long, env = "HYDROGEN_WS_SEND_TIMEOUT", value_name = "TIME",
+          default_value_t = Time(Config::default().limits.send_timeout))]
+    send_timeout: Time,
+    /// close (1001) a connection silent this long; 0 = never
+    #[arg(long, env = "HYDROGEN_WS_IDLE_TIMEOUT", value_name = "TIME",
+          default_value_t = Time::never_or(Config::default().limits.idle_timeout))]
+    idle_timeout: Time,
+    /// send a protocol ping this often; 0 = never
+    #[arg(long, env = "HYDROGEN_WS_PING_INTERVAL", value_name = "TIME",
+          default_value_t = Time::never_or(Config::default().heartbeat.ping_interval))]
+    ping_interval: Time,
+    /// close (1011) a connection whose pong is this late
+    #[arg(long, env = "HYDROGEN_WS_PONG_TIMEOUT", value_name = "TIME",
+          default_value_t = Time(Config::default().heartbeat.pong_timeout))]
+    pong_timeout: Time,
+    /// hard deadline of the shutdown sequence
+    #[arg(long, env = "HYDROGEN_WS_SHUTDOWN_TIMEOUT", value_name = "TIME",
+          default_value_t = Time(Config::default().shutdown_timeout))]
+    shutdown_timeout: Time,
+    /// off, error, warn, info or debug
+    #[arg(long, env = "HYDROGEN_WS_LOG_LEVEL", value_name = "LEVEL", value_parser = level,
+          default_value = Level::Info.as_str())]
+    log_level: Level,
 }
 
-const OPTIONS: &[Opt] = &[
-    Opt {
-        flag: "--listen",
-        value: "ADDR:PORT",
-        help: "address to listen on; port 0 picks a free port",
-    },
-    Opt {
-        flag: "--mode",
-        value: "MODE",
-        help: "hydrogen (JSON status application) or echo (every message sent back)",
-    },
-    Opt {
-        flag: "--key",
-        value: "KEY",
-        help: "key clients must present (Authorization: Key KEY, or ?key=KEY); also WEBSOCKET_KEY",
-    },
-    Opt {
-        flag: "--no-auth",
-        value: "",
-        help: "run hydrogen mode without a key: any client may connect",
-    },
-    Opt {
-        flag: "--protocol",
-        value: "NAME",
-        help: "the subprotocol of hydrogen mode",
-    },
-    Opt {
-        flag: "--allowed-origins",
-        value: "LIST",
-        help: "comma-separated browser origins allowed to connect; empty or * = any",
-    },
-    Opt {
-        flag: "--threads",
-        value: "N",
-        help: "worker threads = connection capacity; more clients get 503",
-    },
-    Opt {
-        flag: "--stack-size",
-        value: "SIZE",
-        help: "stack of each worker thread",
-    },
-    Opt {
-        flag: "--backlog",
-        value: "N",
-        help: "listen backlog",
-    },
-    Opt {
-        flag: "--max-message-size",
-        value: "SIZE",
-        help: "largest message, all fragments together (1009 beyond)",
-    },
-    Opt {
-        flag: "--max-frame-size",
-        value: "SIZE",
-        help: "largest frame payload (1009 beyond)",
-    },
-    Opt {
-        flag: "--max-header-size",
-        value: "SIZE",
-        help: "largest upgrade request head (431 beyond)",
-    },
-    Opt {
-        flag: "--max-headers",
-        value: "N",
-        help: "most header lines in the upgrade request (431 beyond)",
-    },
-    Opt {
-        flag: "--handshake-timeout",
-        value: "TIME",
-        help: "time for the upgrade request to arrive (408 after)",
-    },
-    Opt {
-        flag: "--send-timeout",
-        value: "TIME",
-        help: "time a write may wait on a client that does not read; it is then evicted",
-    },
-    Opt {
-        flag: "--idle-timeout",
-        value: "TIME",
-        help: "close (1001) a connection silent this long; 0 = never",
-    },
-    Opt {
-        flag: "--ping-interval",
-        value: "TIME",
-        help: "send a protocol ping this often; 0 = never",
-    },
-    Opt {
-        flag: "--pong-timeout",
-        value: "TIME",
-        help: "close (1011) a connection whose pong is this late",
-    },
-    Opt {
-        flag: "--shutdown-timeout",
-        value: "TIME",
-        help: "hard deadline of the shutdown sequence",
-    },
-    Opt {
-        flag: "--log-level",
-        value: "LEVEL",
-        help: "off, error, warn, info or debug",
-    },
-];
+const AFTER_HELP: &str = "\
+SIZE is bytes, or a number with KiB, MiB, GiB (also K, M, G) or KB, MB, GB: 65536, 64KiB, 16MiB.
+TIME is a number with ms, s, m or h: 500ms, 5s, 2m (a bare number is seconds).
+SIGINT or SIGTERM starts a graceful shutdown (every client gets close code 1001); a second one exits at once.";
 
-fn env_name(flag: &str) -> String {
-    let name = flag.trim_start_matches('-');
-    format!(
-        "HYDROGEN_WS_{}",
-        name.to_ascii_uppercase().replace('-', "_")
-    )
+/// The variable the original Hydrogen server reads its key from; `--key` and `HYDROGEN_WS_KEY` win.
+const WEBSOCKET_KEY: &str = "WEBSOCKET_KEY";
+
+/// The clap command: the derived one, with the environment values hidden from `--help` (one of them is
+/// the key).
+fn command() -> clap::Command {
+    Args::command().mut_args(|a| a.hide_env_values(true))
 }
 
 /// The help text, with every option's default and environment variable.
 pub fn help() -> String {
-    let d = Config::default();
-    let default_of = |flag: &str| -> String {
-        match flag.trim_start_matches('-') {
-            "listen" => d.listen.to_string(),
-            "mode" => d.mode.as_str().to_string(),
-            "key" => "none".to_string(),
-            "no-auth" => "off".to_string(),
-            "protocol" => d.protocol.clone(),
-            "allowed-origins" => "any".to_string(),
-            "ping-interval" => d
-                .heartbeat
-                .ping_interval
-                .map_or("0".to_string(), format_duration),
-            "pong-timeout" => format_duration(d.heartbeat.pong_timeout),
-            "threads" => d.threads.to_string(),
-            "stack-size" => format_size(d.stack_size),
-            "backlog" => d.backlog.to_string(),
-            "max-message-size" => format_size(d.limits.max_message_size),
-            "max-frame-size" => "same as --max-message-size".to_string(),
-            "max-header-size" => format_size(d.limits.max_header_bytes),
-            "max-headers" => d.limits.max_headers.to_string(),
-            "handshake-timeout" => format_duration(d.limits.handshake_timeout),
-            "send-timeout" => format_duration(d.limits.send_timeout),
-            "idle-timeout" => "0 (never)".to_string(),
-            "shutdown-timeout" => format_duration(d.shutdown_timeout),
-            "log-level" => Level::Info.as_str().to_string(),
-            _ => String::new(),
-        }
-    };
-    let mut out = format!(
-        "hydrogen-ws {}\nA WebSocket server (RFC 6455) over blocking sockets on a fixed thread pool, built to stop in milliseconds.\n\n\
-         USAGE:\n    hydrogen-ws [OPTIONS]\n\nOPTIONS:\n",
-        env!("CARGO_PKG_VERSION")
-    );
-    for o in OPTIONS {
-        let _ = writeln!(
-            out,
-            "    {}{}{}\n            {} [default: {}] [env: {}]",
-            o.flag,
-            if o.value.is_empty() { "" } else { " " },
-            o.value,
-            o.help,
-            default_of(o.flag),
-            env_name(o.flag)
-        );
-    }
-    out.push_str(
-        "    -h, --help       print this help\n    -V, --version    print the version\n\n\
-         SIZE is bytes, or a number with KiB, MiB, GiB (also K, M, G) or KB, MB, GB: 65536, 64KiB, 16MiB.\n\
-         TIME is a number with ms, s, m or h: 500ms, 5s, 2m (a bare number is seconds).\n\
-         SIGINT or SIGTERM starts a graceful shutdown (every client gets close code 1001); a second one exits at once.\n",
-    );
-    out
+    command().render_help().to_string()
 }
 
-/// Parses the arguments (without the program name) and the environment (`env` looks a variable up).
-pub fn parse(
-    args: impl IntoIterator<Item = String>,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<Command, ConfigError> {
-    let mut given: Vec<(&'static Opt, String)> = Vec::new();
-    for o in OPTIONS {
-        if let Some(v) = env(&env_name(o.flag)) {
-            given.push((o, v));
-        } else if o.flag == "--key" {
-            // The original Hydrogen server's variable.
-            if let Some(v) = env("WEBSOCKET_KEY") {
-                given.push((o, v));
-            }
-        }
-    }
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            _ => {}
-        }
-        let Some(flag) = arg.strip_prefix("--") else {
-            return Err(ConfigError::new(
-                "arguments",
-                format!("unexpected argument '{arg}'; see --help"),
-            ));
-        };
-        let (name, inline) = match flag.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (flag, None),
-        };
-        let Some(opt) = OPTIONS
-            .iter()
-            .find(|o| o.flag.trim_start_matches('-') == name)
-        else {
-            return Err(ConfigError::new(
-                "arguments",
-                format!("unknown option '--{name}'; see --help"),
-            ));
-        };
-        if opt.value.is_empty() {
-            given.push((opt, inline.unwrap_or_else(|| "true".to_string())));
-            continue;
-        }
-        let value = match inline {
-            Some(v) => v,
-            None => match args.next() {
-                Some(v) if v.starts_with("--") => {
-                    return Err(ConfigError::new(
-                        opt.flag,
-                        format!(
-                            "needs a value ({}), not the option '{v}' (write {}=VALUE for a value \
-                             that starts with --)",
-                            opt.value, opt.flag
-                        ),
-                    ))
-                }
-                Some(v) => v,
-                None => {
-                    return Err(ConfigError::new(
-                        opt.flag,
-                        format!("needs a value ({})", opt.value),
-                    ))
-                }
-            },
-        };
-        given.push((opt, value));
-    }
+/// Every environment variable the command line reads.
+pub fn env_names() -> Vec<String> {
+    let mut names: Vec<String> = command()
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    names.push(WEBSOCKET_KEY.to_string());
+    names
+}
 
-    let mut config = Config::default();
-    let mut level = Level::Info;
-    let mut frame_size = None;
-    for (opt, value) in given {
-        let option = opt.flag;
-        let bad = |rule: String| ConfigError::new(option, rule);
-        let number = |v: &str| -> Result<usize, ConfigError> {
-            v.trim()
-                .parse::<usize>()
-                .map_err(|_| bad(format!("'{v}' is not a whole number")))
-        };
-        let size = |v: &str| parse_size(v).map_err(bad);
-        let duration = |v: &str| parse_duration(v).map_err(bad);
-        match opt.flag.trim_start_matches('-') {
-            "listen" => {
-                config.listen = value.trim().parse().map_err(|_| {
-                    bad(format!(
-                        "'{value}' is not an ADDR:PORT such as 127.0.0.1:5001 or [::1]:0"
-                    ))
-                })?;
-            }
-            "mode" => {
-                config.mode = match value.trim() {
-                    "echo" => Mode::Echo,
-                    "hydrogen" => Mode::Hydrogen,
-                    other => {
-                        return Err(bad(format!(
-                            "unknown mode '{other}' (known: hydrogen, echo)"
-                        )))
-                    }
-                };
-            }
-            "key" => config.key = Some(value.trim().to_string()).filter(|k| !k.is_empty()),
-            "no-auth" => {
-                config.no_auth = match value.trim().to_ascii_lowercase().as_str() {
-                    "1" | "true" | "yes" | "on" => true,
-                    "0" | "false" | "no" | "off" | "" => false,
-                    other => return Err(bad(format!("'{other}' is not true or false"))),
-                };
-            }
-            "protocol" => config.protocol = value.trim().to_string(),
-            "allowed-origins" => {
-                let origins: Vec<String> = value
-                    .split(',')
-                    .map(|o| o.trim().trim_end_matches('/').to_string())
-                    .filter(|o| !o.is_empty())
-                    .collect();
-                // `*` is what people write for "any origin", which is what no list means.
-                config.allowed_origins = match origins.iter().any(|o| o == "*") {
-                    false => origins,
-                    true if origins.len() == 1 => Vec::new(),
-                    true => {
-                        return Err(bad(
-                            "'*' allows any origin: give it alone, or list the origins".to_string(),
-                        ))
-                    }
-                };
-            }
-            "ping-interval" => {
-                let d = duration(&value)?;
-                config.heartbeat.ping_interval = (!d.is_zero()).then_some(d);
-            }
-            "pong-timeout" => config.heartbeat.pong_timeout = duration(&value)?,
-            "threads" => config.threads = number(&value)?,
-            "stack-size" => config.stack_size = size(&value)?,
-            "backlog" => {
-                config.backlog =
-                    i32::try_from(number(&value)?).map_err(|_| bad("is too large".to_string()))?;
-            }
-            "max-message-size" => config.limits.max_message_size = size(&value)?,
-            "max-frame-size" => frame_size = Some(size(&value)?),
-            "max-header-size" => config.limits.max_header_bytes = size(&value)?,
-            "max-headers" => config.limits.max_headers = number(&value)?,
-            "handshake-timeout" => config.limits.handshake_timeout = duration(&value)?,
-            "send-timeout" => config.limits.send_timeout = duration(&value)?,
-            "idle-timeout" => {
-                let d = duration(&value)?;
-                config.limits.idle_timeout = (!d.is_zero()).then_some(d);
-            }
-            "shutdown-timeout" => config.shutdown_timeout = duration(&value)?,
-            "log-level" => {
-                level = Level::parse(value.trim()).ok_or_else(|| {
-                    bad(format!(
-                        "unknown level '{value}' (off, error, warn, info, debug)"
-                    ))
-                })?;
-            }
-            _ => {}
-        }
-    }
-    config.limits.max_frame_size = frame_size.unwrap_or(config.limits.max_message_size);
+/// Parses the arguments (without the program name) and the `HYDROGEN_WS_*` and `WEBSOCKET_KEY`
+/// environment variables.
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ConfigError> {
+    let args: Vec<String> = args.into_iter().collect();
+    let mut cmd = command();
+    check_values(&cmd, &args)?;
+    let program = std::iter::once("hydrogen-ws".to_string());
+    let parsed = cmd
+        .try_get_matches_from_mut(program.chain(args))
+        .and_then(|matches| Args::from_arg_matches(&matches));
+    let args = match parsed {
+        Ok(args) => args,
+        Err(e) => return refusal(&e),
+    };
+    let (config, level) = args.into_config();
     config.validate()?;
     Ok(Command::Run(Box::new(config), level))
+}
+
+impl Args {
+    fn into_config(self) -> (Config, Level) {
+        let key = self.key.or_else(|| std::env::var(WEBSOCKET_KEY).ok());
+        let mut config = Config {
+            listen: self.listen,
+            mode: self.mode,
+            key: key.map(|k| k.trim().to_string()).filter(|k| !k.is_empty()),
+            no_auth: self.no_auth,
+            protocol: self.protocol.trim().to_string(),
+            allowed_origins: self.allowed_origins.0,
+            threads: self.threads,
+            stack_size: self.stack_size.0,
+            backlog: self.backlog,
+            shutdown_timeout: self.shutdown_timeout.0,
+            ..Config::default()
+        };
+        let l = &mut config.limits;
+        l.max_message_size = self.max_message_size.0;
+        l.max_frame_size = self.max_frame_size.map_or(l.max_message_size, |s| s.0);
+        l.max_header_bytes = self.max_header_size.0;
+        l.max_headers = self.max_headers;
+        l.handshake_timeout = self.handshake_timeout.0;
+        l.send_timeout = self.send_timeout.0;
+        l.idle_timeout = self.idle_timeout.or_never();
+        config.heartbeat.ping_interval = self.ping_interval.or_never();
+        config.heartbeat.pong_timeout = self.pong_timeout.0;
+        (config, self.log_level)
+    }
+}
+
+/// clap would read `--key --no-auth` as a `--key` without a value followed by `--no-auth`; say what
+/// happened instead, and how to give a value that starts with `--`.
+fn check_values(cmd: &clap::Command, args: &[String]) -> Result<(), ConfigError> {
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" | "-V" | "--version" => return Ok(()),
+            // clap reads `--` as the end of the options; there are no positional arguments to follow.
+            "--" => return Err(unknown("--")),
+            _ => {}
+        }
+        let Some(name) = arg.strip_prefix("--") else {
+            continue;
+        };
+        let Some(opt) = cmd.get_arguments().find(|a| {
+            a.get_long() == Some(name)
+                && a.get_action().takes_values()
+                && !a.is_require_equals_set()
+        }) else {
+            continue;
+        };
+        if let Some(value) = args.next().filter(|v| v.starts_with("--")) {
+            let flag = option_named(name);
+            return Err(ConfigError::new(
+                flag,
+                format!(
+                    "needs a value ({}), not the option '{value}' (write {flag}=VALUE for a value \
+                     that starts with --)",
+                    value_name(opt)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn value_name(arg: &clap::Arg) -> String {
+    arg.get_value_names()
+        .and_then(|n| n.first())
+        .map_or_else(|| "VALUE".to_string(), |n| n.to_string())
+}
+
+fn unknown(arg: &str) -> ConfigError {
+    let problem = match arg.strip_prefix("--") {
+        Some(name) => {
+            let name = name.split_once('=').map_or(name, |(n, _)| n);
+            format!("unknown option '--{name}'; see --help")
+        }
+        None => format!("unexpected argument '{arg}'; see --help"),
+    };
+    ConfigError::new("arguments", problem)
+}
+
+/// `--name` for the option `name`, as a `&'static str` (what [`ConfigError`] holds); `arguments` if there
+/// is no such option.
+fn option_named(name: &str) -> &'static str {
+    static FLAGS: OnceLock<Vec<String>> = OnceLock::new();
+    let flags = FLAGS.get_or_init(|| {
+        command()
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .map(|l| format!("--{l}"))
+            .collect()
+    });
+    let name = name.trim_start_matches('-');
+    flags
+        .iter()
+        .find(|f| f.trim_start_matches('-') == name)
+        .map_or("arguments", String::as_str)
+}
+
+/// clap's outcome other than matches: help and version are commands, the rest a [`ConfigError`] that
+/// names the option.
+fn refusal(e: &clap::Error) -> Result<Command, ConfigError> {
+    let context = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    // The option as clap shows it, `--threads <N>`; its name is what comes before the value.
+    let arg = context(ContextKind::InvalidArg);
+    let name: String = arg
+        .trim_start_matches('-')
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    let option = option_named(&name);
+    Err(match e.kind() {
+        ErrorKind::DisplayHelp => return Ok(Command::Help),
+        ErrorKind::DisplayVersion => return Ok(Command::Version),
+        ErrorKind::UnknownArgument => unknown(&arg),
+        ErrorKind::ValueValidation => {
+            let rule =
+                std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string());
+            ConfigError::new(option, rule)
+        }
+        ErrorKind::InvalidValue if context(ContextKind::InvalidValue).is_empty() => {
+            // `--threads <N>`: the value's name is between the angle brackets.
+            let value = arg.split(['<', '>']).nth(1).unwrap_or("VALUE");
+            ConfigError::new(option, format!("needs a value ({value})"))
+        }
+        _ => {
+            // clap's own sentence, `error: unexpected value 'x' for '--help' found; ...`.
+            let rendered = e.render().to_string();
+            let line = rendered.lines().next().unwrap_or_default();
+            ConfigError::new(option, line.trim_start_matches("error: ").to_string())
+        }
+    })
 }
 
 #[cfg(test)]
@@ -367,60 +322,83 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// clap reads the process environment, so each test sets exactly the variables it names (and clears
+    /// every other one the command line reads), one test at a time.
+    fn parse_in(env: &[(&str, &str)], args: Vec<String>) -> Result<Command, ConfigError> {
+        let _one_at_a_time = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        // Only this module's tests, serialised by the lock, touch the environment in this test binary.
+        for name in env_names() {
+            std::env::remove_var(&name);
+        }
+        for (name, value) in env {
+            std::env::set_var(name, value);
+        }
+        let result = parse(args);
+        for (name, _) in env {
+            std::env::remove_var(name);
+        }
+        result
+    }
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
     fn run(args: &[&str]) -> Result<Command, ConfigError> {
-        let mut all = vec!["--mode".to_string(), "echo".to_string()];
-        all.extend(args.iter().map(|s| s.to_string()));
-        parse(all, |_| None)
+        let mut all = strings(&["--mode", "echo"]);
+        all.extend(strings(args));
+        parse_in(&[], all)
     }
 
     #[test]
     fn hydrogen_mode_needs_a_key_or_no_auth() {
-        let none = |_: &str| None;
-        assert_eq!(parse(Vec::new(), none).map_err(|e| e.option), Err("--key"));
-        let Ok(Command::Run(c, _)) = parse(vec!["--no-auth".to_string()], none) else {
+        let none = &[];
+        assert_eq!(
+            parse_in(none, Vec::new()).map_err(|e| e.option),
+            Err("--key")
+        );
+        let Ok(Command::Run(c, _)) = parse_in(none, strings(&["--no-auth"])) else {
             panic!()
         };
         assert!(c.no_auth && c.key.is_none());
-        let key = |k: &str| (k == "WEBSOCKET_KEY").then(|| "s3cret-key".to_string());
-        let Ok(Command::Run(c, _)) = parse(Vec::new(), key) else {
+        let key = &[("WEBSOCKET_KEY", "s3cret-key")];
+        let Ok(Command::Run(c, _)) = parse_in(key, Vec::new()) else {
             panic!()
         };
         assert_eq!(c.key.as_deref(), Some("s3cret-key"));
         assert_eq!(
-            parse(vec!["--key".into(), "short".into()], none).map_err(|e| e.option),
+            parse_in(none, strings(&["--key", "short"])).map_err(|e| e.option),
             Err("--key")
         );
     }
 
     #[test]
     fn the_key_comes_from_the_command_line_then_hydrogen_ws_key_then_websocket_key() {
-        let both = |k: &str| match k {
-            "HYDROGEN_WS_KEY" => Some("ours-key-1".to_string()),
-            "WEBSOCKET_KEY" => Some("theirs-key".to_string()),
-            _ => None,
+        let both = &[
+            ("HYDROGEN_WS_KEY", "ours-key-1"),
+            ("WEBSOCKET_KEY", "theirs-key"),
+        ];
+        let key_of = |args: Vec<String>, env: &[(&str, &str)]| match parse_in(env, args) {
+            Ok(Command::Run(c, _)) => c.key,
+            _ => panic!("runs"),
         };
-        let key_of =
-            |args: Vec<String>, env: &dyn Fn(&str) -> Option<String>| match parse(args, env) {
-                Ok(Command::Run(c, _)) => c.key,
-                _ => panic!("runs"),
-            };
-        assert_eq!(key_of(Vec::new(), &both).as_deref(), Some("ours-key-1"));
-        let args = ["--key", "given-key1"].map(String::from).to_vec();
-        assert_eq!(key_of(args, &both).as_deref(), Some("given-key1"));
-        let theirs = |k: &str| (k == "WEBSOCKET_KEY").then(|| "theirs-key".to_string());
-        assert_eq!(key_of(Vec::new(), &theirs).as_deref(), Some("theirs-key"));
+        assert_eq!(key_of(Vec::new(), both).as_deref(), Some("ours-key-1"));
+        let args = strings(&["--key", "given-key1"]);
+        assert_eq!(key_of(args, both).as_deref(), Some("given-key1"));
+        let theirs = &[("WEBSOCKET_KEY", "theirs-key")];
+        assert_eq!(key_of(Vec::new(), theirs).as_deref(), Some("theirs-key"));
     }
 
     #[test]
     fn a_key_and_no_auth_contradict_each_other() {
-        let key = |k: &str| (k == "WEBSOCKET_KEY").then(|| "s3cret-key".to_string());
-        let err = parse(vec!["--no-auth".to_string()], key).map(|_| ());
+        let key = &[("WEBSOCKET_KEY", "s3cret-key")];
+        let err = parse_in(key, strings(&["--no-auth"])).map(|_| ());
         assert_eq!(err.map_err(|e| e.option), Err("--no-auth"));
-        let args = ["--key", "s3cret-key", "--no-auth"]
-            .map(String::from)
-            .to_vec();
+        let args = strings(&["--key", "s3cret-key", "--no-auth"]);
         assert_eq!(
-            parse(args, |_| None).map(|_| ()).map_err(|e| e.option),
+            parse_in(&[], args).map(|_| ()).map_err(|e| e.option),
             Err("--no-auth")
         );
     }
@@ -529,16 +507,12 @@ mod tests {
 
     #[test]
     fn environment_twins_lose_to_flags() {
-        let env = |k: &str| match k {
-            "HYDROGEN_WS_THREADS" => Some("12".to_string()),
-            "HYDROGEN_WS_MODE" => Some("echo".to_string()),
-            _ => None,
-        };
-        let Ok(Command::Run(c, _)) = parse(Vec::new(), env) else {
+        let env = &[("HYDROGEN_WS_THREADS", "12"), ("HYDROGEN_WS_MODE", "echo")];
+        let Ok(Command::Run(c, _)) = parse_in(env, Vec::new()) else {
             panic!()
         };
         assert_eq!(c.threads, 12);
-        let Ok(Command::Run(c, _)) = parse(vec!["--threads".into(), "3".into()], env) else {
+        let Ok(Command::Run(c, _)) = parse_in(env, strings(&["--threads", "3"])) else {
             panic!()
         };
         assert_eq!(c.threads, 3);
@@ -547,9 +521,88 @@ mod tests {
     #[test]
     fn help_lists_every_option_with_its_env() {
         let h = help();
-        for o in OPTIONS {
-            assert!(h.contains(o.flag));
-            assert!(h.contains(&env_name(o.flag)));
+        let cmd = command();
+        let options: Vec<_> = cmd.get_arguments().filter_map(|a| a.get_long()).collect();
+        assert!(options.len() >= 20, "{options:?}");
+        for long in options {
+            assert!(h.contains(&format!("--{long}")), "{long}");
+            // The twin is the option's name, so one can be guessed from the other.
+            let env = format!(
+                "HYDROGEN_WS_{}",
+                long.to_ascii_uppercase().replace('-', "_")
+            );
+            assert!(h.contains(&format!("[env: {env}]")), "{env}");
         }
+        assert!(h.contains("WEBSOCKET_KEY"));
+    }
+
+    #[test]
+    fn no_auth_reads_yes_or_no_from_its_twin_and_after_an_equals_sign() {
+        for (value, expected) in [
+            ("yes", true),
+            ("ON", true),
+            ("1", true),
+            ("off", false),
+            ("", false),
+        ] {
+            let env = &[("HYDROGEN_WS_NO_AUTH", value)];
+            let Ok(Command::Run(c, _)) = parse_in(env, strings(&["--mode", "echo"])) else {
+                panic!("{value}")
+            };
+            assert_eq!(c.no_auth, expected, "{value}");
+        }
+        let Ok(Command::Run(c, _)) = run(&["--no-auth=false"]) else {
+            panic!()
+        };
+        assert!(!c.no_auth);
+        let env = &[("HYDROGEN_WS_NO_AUTH", "maybe")];
+        let err = parse_in(env, strings(&["--mode", "echo"])).map_err(|e| e.option);
+        assert_eq!(err, Err("--no-auth"));
+    }
+
+    #[test]
+    fn an_empty_hydrogen_ws_key_means_no_key_and_hides_websocket_key() {
+        let env = &[("HYDROGEN_WS_KEY", ""), ("WEBSOCKET_KEY", "theirs-key")];
+        let Ok(Command::Run(c, _)) = parse_in(env, strings(&["--mode", "echo"])) else {
+            panic!()
+        };
+        assert_eq!(c.key, None);
+    }
+
+    #[test]
+    fn a_value_may_start_with_one_dash_but_not_two() {
+        let Ok(Command::Run(c, _)) = run(&["--key", "-s3cret-key"]) else {
+            panic!()
+        };
+        assert_eq!(c.key.as_deref(), Some("-s3cret-key"));
+        let Err(e) = run(&["--threads", "-1"]) else {
+            panic!()
+        };
+        assert_eq!(e.to_string(), "--threads: '-1' is not a whole number");
+        assert_eq!(run(&["--"]).map_err(|e| e.option), Err("arguments"));
+        assert_eq!(run(&["-x"]).map_err(|e| e.option), Err("arguments"));
+    }
+
+    #[test]
+    fn the_last_of_a_repeated_option_wins() {
+        let Ok(Command::Run(c, _)) =
+            run(&["--threads", "3", "--threads=4", "--no-auth", "--no-auth"])
+        else {
+            panic!()
+        };
+        assert_eq!(c.threads, 4);
+    }
+
+    #[test]
+    fn help_and_version_are_commands_and_help_shows_no_secret() {
+        assert_eq!(run(&["--help"]), Ok(Command::Help));
+        assert_eq!(run(&["-h"]), Ok(Command::Help));
+        assert_eq!(run(&["-V"]), Ok(Command::Version));
+        assert_eq!(run(&["--version"]), Ok(Command::Version));
+        let _one_at_a_time = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        std::env::set_var("HYDROGEN_WS_KEY", "s3cret-key");
+        let h = help();
+        std::env::remove_var("HYDROGEN_WS_KEY");
+        assert!(!h.contains("s3cret-key"), "{h}");
     }
 }

@@ -22,19 +22,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let not_unicode = std::cell::RefCell::new(Vec::new());
-    let command = cli::parse(args, |k| match std::env::var(k) {
-        Ok(v) => Some(v),
-        Err(std::env::VarError::NotPresent) => None,
-        Err(std::env::VarError::NotUnicode(_)) => {
-            not_unicode.borrow_mut().push(k.to_string());
-            None
-        }
-    });
-    if let Some(name) = not_unicode.borrow().first() {
+    // clap would refuse such a value without naming the variable.
+    let not_unicode = cli::env_names()
+        .into_iter()
+        .find(|k| matches!(std::env::var(k), Err(std::env::VarError::NotUnicode(_))));
+    if let Some(name) = not_unicode {
         eprintln!("hydrogen-ws: the environment variable {name} is not valid UTF-8");
         return ExitCode::from(2);
     }
+    let command = cli::parse(args);
     let (config, level) = match command {
         Ok(Command::Run(config, level)) => (*config, level),
         Ok(Command::Help) => {
