@@ -7,7 +7,7 @@ mod logger;
 mod signals;
 
 use cli::Command;
-use hydrogen_ws::{Echo, Hydrogen, Mode, Server};
+use hydrogen_ws::{routes_for_mode, Mode, Server};
 use signals::{Signals, Watchdog};
 
 fn main() -> ExitCode {
@@ -69,11 +69,8 @@ fn main() -> ExitCode {
     let open = config.key.is_none();
     let mode = config.mode;
     let threads = config.threads;
-    let server = match mode {
-        Mode::Echo => Server::start(config, Echo),
-        Mode::Hydrogen => Server::start(config, Hydrogen),
-    };
-    let server = match server {
+    let routes = routes_for_mode(&config);
+    let server = match Server::with_routes(config, routes) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("hydrogen-ws: {e}");
