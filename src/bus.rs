@@ -30,7 +30,7 @@ impl Delivery {
     /// once is queued for it (bounded); a client that lets its queue fill is evicted, and the others are
     /// not delayed.
     pub(crate) fn deliver(&self, topic: Option<&str>, message: Message<'_>) -> BroadcastReport {
-        let wanted = |c: &Conn| topic.map_or(true, |t| c.is_subscribed(t));
+        let wanted = |c: &Conn| topic.is_none_or(|t| c.is_subscribed(t));
         let mut report = BroadcastReport::default();
         for conn in self.registry.snapshot() {
             if conn.is_open() && wanted(&conn) {

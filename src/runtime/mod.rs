@@ -7,6 +7,7 @@
 
 pub(crate) mod listener;
 pub(crate) mod pool;
+pub(crate) mod read_buffer;
 pub(crate) mod shutdown;
 pub(crate) mod ticker;
 pub(crate) mod worker;

@@ -18,10 +18,11 @@ use socket2::Socket;
 
 use super::listener::Job;
 use super::pool::AfterJob;
+use super::read_buffer::{Quiet, ReadBuffer, ReadTimeout, SHRINK_IDLE};
 use super::shutdown::ShutdownState;
 use crate::auth;
 use crate::config::Limits;
-use crate::conn::{self, BatchGuard, Conn, ConnContext, End, SendError, BATCH_LIMIT};
+use crate::conn::{self, BatchGuard, Conn, ConnContext, End, SendError};
 use crate::handler::Handler;
 use crate::http;
 use crate::registry::Registry;
@@ -324,17 +325,6 @@ fn write_all(socket: &Socket, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Smallest read buffer; idle connections hold this much.
-const MIN_READ_BUF: usize = 4 * 1024;
-/// The read buffer grows up to this while reads keep filling it. Large enough that a read takes in
-/// everything a client pipelining 64 messages of 1 KiB has in flight (at 64 KiB it took two reads, and
-/// two replies' worth of sends and wake-ups).
-const MAX_READ_BUF: usize = BATCH_LIMIT;
-/// Small reads in a row after which a grown read buffer goes back to the small one.
-const SHRINK_AFTER: u32 = 4;
-/// A grown read buffer goes back to the small one after the client has been quiet this long.
-const SHRINK_IDLE: Duration = Duration::from_millis(500);
-
 /// The open connection's read loop: bytes -> session -> events -> handler.
 fn run_session(ctx: &WorkerContext, handler: &dyn Handler, conn: &Conn, leftover: Vec<u8>) -> End {
     let limits = ctx.limits;
@@ -344,19 +334,7 @@ fn run_session(ctx: &WorkerContext, handler: &dyn Handler, conn: &Conn, leftover
         max_message_size: limits.max_message_size,
     });
     let _ = conn.socket.set_read_timeout(limits.idle_timeout);
-    let mut buf = leftover;
-    let mut end = buf.len();
-    buf.resize(end.max(MIN_READ_BUF), 0);
-    let mut start = 0;
-    // Whether the last read filled all the room it was given (more is probably waiting).
-    let mut filled = false;
-    // Reads in a row that returned less than the small buffer holds: the burst is over.
-    let mut small_reads = 0u32;
-    // Whether reads wait at most SHRINK_IDLE (the buffer is grown) instead of the idle timeout.
-    let mut quiet_check = false;
-    // Whether the read timeout is what remained of the idle timeout after a quiet check (restored to
-    // the whole idle timeout once the client sends again).
-    let mut idle_shortened = false;
+    let mut buf = ReadBuffer::new(leftover, limits.idle_timeout);
     // Whether our close frame had gone out before the last read began: a client's close that read brought
     // in may answer ours; one read before it went out was the client's own.
     let mut ours_before_read = false;
@@ -380,12 +358,13 @@ fn run_session(ctx: &WorkerContext, handler: &dyn Handler, conn: &Conn, leftover
         }
         let batch = BatchGuard::start(&ctx.stats);
         // Hand every complete event in the buffer to its consumer.
+        let mut consumed = 0;
         loop {
-            let (used, event) = match session.read(&mut buf[start..end]) {
+            let (used, event) = match session.read(&mut buf.unread()[consumed..]) {
                 Ok(step) => step,
                 Err(e) => return fail(ctx, conn, e),
             };
-            start += used;
+            consumed += used;
             let close_code = match event {
                 Event::None if used == 0 => break,
                 Event::None => continue,
@@ -442,49 +421,21 @@ fn run_session(ctx: &WorkerContext, handler: &dyn Handler, conn: &Conn, leftover
         if batch.finish() && conn.flush_batch().is_err() {
             return end_without_close(ctx, conn);
         }
-        // Make room: move the unread tail to the front; grow while reads keep filling the buffer, shrink
-        // back once a burst is over so an idle connection holds only the small buffer.
-        if start == end {
-            start = 0;
-            end = 0;
-            // Only after a few small reads in a row: a pipelining client's reads come in all sizes, and
-            // shrinking at the first small one would re-grow (and zero) the buffer over and over.
-            if small_reads >= SHRINK_AFTER && buf.len() > MIN_READ_BUF {
-                buf.truncate(MIN_READ_BUF);
-                buf.shrink_to_fit();
-                conn::release_batch_buffer();
-                if std::mem::take(&mut quiet_check) {
-                    let _ = conn.socket.set_read_timeout(limits.idle_timeout);
-                }
-            }
-        } else if start > 0 {
-            buf.copy_within(start..end, 0);
-            end -= start;
-            start = 0;
+        buf.consume(consumed);
+        let (timeout, burst_over) = buf.prepare();
+        if burst_over {
+            conn::release_batch_buffer();
         }
-        if end == buf.len() || (filled && buf.len() < MAX_READ_BUF) {
-            let grown = (buf.len() * 2).min(MAX_READ_BUF.max(buf.len()));
-            buf.resize(grown.max(end + MIN_READ_BUF), 0);
-        }
-        if start == end && buf.len() > MIN_READ_BUF && !quiet_check {
-            // A grown buffer goes back to the small one once the client has been quiet for a moment:
-            // until then a read waits at most SHRINK_IDLE. (Under load reads return at once, so this costs
-            // nothing; it only takes a setsockopt when the buffer grows.)
-            if limits.idle_timeout.map_or(true, |t| t > SHRINK_IDLE) {
-                let _ = conn.socket.set_read_timeout(Some(SHRINK_IDLE));
-                quiet_check = true;
-            }
+        if let Some(timeout) = timeout {
+            set_read_timeout(conn, timeout, limits.idle_timeout);
         }
         ours_before_read = conn.close_was_sent();
-        match conn.read(&mut buf[end..]) {
-            Ok(0) => return end_of_input(ctx, conn, &mut session, &mut buf),
+        match conn.read(buf.room()) {
+            Ok(0) => return end_of_input(ctx, conn, &mut session, buf.scratch()),
             Ok(n) => {
-                if std::mem::take(&mut idle_shortened) {
-                    let _ = conn.socket.set_read_timeout(limits.idle_timeout);
+                if let Some(timeout) = buf.filled_by(n) {
+                    set_read_timeout(conn, timeout, limits.idle_timeout);
                 }
-                filled = end + n == buf.len();
-                small_reads = if n < MIN_READ_BUF { small_reads + 1 } else { 0 };
-                end += n;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
@@ -494,28 +445,12 @@ fn run_session(ctx: &WorkerContext, handler: &dyn Handler, conn: &Conn, leftover
                 ) =>
             {
                 if ctx.shutdown.started() || conn.is_broken() || conn.close_was_sent() {
-                    return end_of_input(ctx, conn, &mut session, &mut buf);
+                    return end_of_input(ctx, conn, &mut session, buf.scratch());
                 }
-                if std::mem::take(&mut quiet_check) {
-                    // Quiet for SHRINK_IDLE with a grown buffer: back to the small one, and to the idle
-                    // timeout.
-                    if start == end {
-                        buf.truncate(MIN_READ_BUF);
-                        buf.shrink_to_fit();
-                        small_reads = 0;
-                    }
-                    // The burst is over: a last read that happened to fill the buffer must not grow it
-                    // again (and start another quiet check, and another, with the idle clock never
-                    // running out).
-                    filled = false;
+                if let Quiet::Shrunk(timeout) = buf.quiet() {
+                    // Quiet for SHRINK_IDLE with a grown buffer: back to the small one.
                     conn::release_batch_buffer();
-                    // The client has been quiet for SHRINK_IDLE already: the idle timeout counts it.
-                    // (A quiet check is only made when the idle timeout is longer than SHRINK_IDLE.)
-                    let rest = limits
-                        .idle_timeout
-                        .map(|t| t.saturating_sub(SHRINK_IDLE).max(Duration::from_millis(1)));
-                    idle_shortened = rest.is_some();
-                    let _ = conn.socket.set_read_timeout(rest);
+                    set_read_timeout(conn, timeout, limits.idle_timeout);
                     continue;
                 }
                 Stats::bump(&ctx.stats.idle_timeouts);
@@ -526,9 +461,19 @@ fn run_session(ctx: &WorkerContext, handler: &dyn Handler, conn: &Conn, leftover
                 let _ = conn.close(CloseCode::GOING_AWAY, "idle timeout");
                 return End::Closing;
             }
-            Err(_) => return end_of_input(ctx, conn, &mut session, &mut buf),
+            Err(_) => return end_of_input(ctx, conn, &mut session, buf.scratch()),
         }
     }
+}
+
+/// Sets the read timeout the read buffer's policy asks for.
+fn set_read_timeout(conn: &Conn, timeout: ReadTimeout, idle: Option<Duration>) {
+    let value = match timeout {
+        ReadTimeout::Idle => idle,
+        ReadTimeout::Quiet => Some(SHRINK_IDLE),
+        ReadTimeout::Rest(rest) => Some(rest),
+    };
+    let _ = conn.socket.set_read_timeout(value);
 }
 
 /// The read side ended without a close frame. When that is the server's shutdown waking us, wait
