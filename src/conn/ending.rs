@@ -61,7 +61,7 @@ pub enum Ending {
         reason: String,
     },
     /// The server started it: a protocol error (1002, 1007, 1009, ...), the idle timeout (1001), an
-    /// overdue pong (1011), the handler's [`Conn::close`], a panic in a handler callback (1011), or
+    /// overdue pong (1011), the handler's [`crate::Conn::close`], a panic in a handler callback (1011), or
     /// the server's shutdown (1001).
     ByServer {
         /// The code of the server's close frame.
@@ -81,7 +81,7 @@ pub enum Ending {
 /// The first close frame each side sent, for [`Ending`].
 #[derive(Default)]
 pub(crate) struct Closes {
-    /// Ours, when it went out through [`Conn::send_frame`]: code (`None`: an empty close, which only
+    /// Ours, when it went out through [`super::Conn::send_frame`]: code (`None`: an empty close, which only
     /// ever answers an empty one) and reason. (The shutdown's 1001 is not kept here: every connection
     /// gets the same one, so a close that went out without a record here was that one.)
     pub(crate) ours: Option<(Option<CloseCode>, String)>,
