@@ -1,12 +1,13 @@
 //! Typed errors for each layer, and the one place where they are mapped to the wire.
 //!
-//! A handshake failure becomes an HTTP status (and a complete refusal response); a protocol
-//! failure after the upgrade becomes a close code. Nothing else in the crate decides either.
+//! A handshake failure becomes an HTTP status, a reason and the headers its refusal must carry
+//! (the bytes of that refusal are rendered by [`refusal`](crate::handshake::refusal), the one
+//! place that writes HTTP responses); a protocol failure after the upgrade becomes a close code
+//! and a reason. Nothing else in the crate decides either.
 
 use std::fmt;
 
-use crate::handshake::refusal;
-use crate::message::CloseCode;
+use crate::close_code::CloseCode;
 
 /// Why an HTTP upgrade request was refused.
 #[non_exhaustive]
@@ -95,19 +96,15 @@ impl HandshakeError {
         }
     }
 
-    /// Extra response headers that the refusal must carry.
-    fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
+    /// Extra response headers that the refusal must carry (`Allow` for 405, `Upgrade` for 426,
+    /// `Sec-WebSocket-Version` for a version refusal).
+    pub fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
         match self {
             HandshakeError::MethodNotAllowed => &[("Allow", "GET")],
             HandshakeError::MissingUpgrade => &[("Upgrade", "websocket")],
             HandshakeError::UnsupportedVersion => &[("Sec-WebSocket-Version", "13")],
             _ => &[],
         }
-    }
-
-    /// The complete HTTP refusal response (status line, headers, body), ready to write.
-    pub fn response(&self) -> Vec<u8> {
-        refusal(self.status(), self.reason(), self.extra_headers())
     }
 }
 
@@ -245,20 +242,5 @@ mod tests {
             assert!(e.close_code().is_sendable());
             assert!(!e.to_string().is_empty());
         }
-    }
-
-    #[test]
-    fn refusals_carry_required_headers() {
-        let r = String::from_utf8(HandshakeError::MethodNotAllowed.response()).unwrap();
-        assert!(r.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
-        assert!(r.contains("\r\nAllow: GET\r\n"));
-        let r = String::from_utf8(HandshakeError::MissingUpgrade.response()).unwrap();
-        assert!(r.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
-        assert!(r.contains("\r\nUpgrade: websocket\r\n"));
-        let r = String::from_utf8(HandshakeError::UnsupportedVersion.response()).unwrap();
-        assert!(r.contains("\r\nSec-WebSocket-Version: 13\r\n"));
-        let r = String::from_utf8(HandshakeError::BadKey.response()).unwrap();
-        assert!(r.starts_with("HTTP/1.1 400 Bad Request\r\n"));
-        assert!(r.ends_with("\r\n\r\nSec-WebSocket-Key must be base64 of 16 bytes\n"));
     }
 }

@@ -60,6 +60,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod close_code;
 pub mod error;
 pub mod frame;
 #[doc(hidden)]
@@ -68,6 +69,7 @@ pub mod handshake;
 pub mod message;
 pub mod session;
 
+pub use close_code::CloseCode;
 pub use error::{HandshakeError, ProtocolError};
 pub use frame::{
     apply_mask, encode_frame, encode_masked_frame, Chunk, FrameDecoder, FrameHeader, HeaderBuf,
@@ -77,7 +79,5 @@ pub use handshake::{
     accept_key, parse_request, reason_phrase, refusal, HandshakeLimits, Parsed, Request,
     RequestParser, Upgrade,
 };
-pub use message::{
-    close_payload, parse_close, CloseCode, CloseFrame, ClosePayload, Message, Utf8Validator,
-};
+pub use message::{close_payload, parse_close, CloseFrame, ClosePayload, Message, Utf8Validator};
 pub use session::{Event, Session, SessionConfig, SessionState};
