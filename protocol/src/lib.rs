@@ -63,8 +63,6 @@
 pub mod close_code;
 pub mod error;
 pub mod frame;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod handshake;
 pub mod message;
 pub mod session;

@@ -4,10 +4,10 @@ use std::str;
 
 use super::input::{Reader, Writer};
 use super::{pieces, xor_key};
-use crate::error::ProtocolError;
-use crate::frame::Role;
-use crate::message::{close_payload, parse_close, CloseCode, CloseFrame};
-use crate::session::{Event, Session, SessionConfig, SessionState};
+use hydrogen_ws_protocol::ProtocolError;
+use hydrogen_ws_protocol::Role;
+use hydrogen_ws_protocol::{close_payload, parse_close, CloseCode, CloseFrame};
+use hydrogen_ws_protocol::{Event, Session, SessionConfig, SessionState};
 
 /// A structured session: limits, how the bytes are read, and what the peer sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -500,7 +500,7 @@ impl WireBuilder {
 }
 
 /// An event with owned data, so that events from different runs (or feeding patterns) can be kept and
-/// compared. Also used by the crate's integration tests.
+/// compared.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Owned {
     /// A text message.
@@ -520,8 +520,8 @@ impl Owned {
     pub fn from_event(ev: &Event<'_>) -> Option<Owned> {
         Some(match ev {
             Event::None => return None,
-            Event::Message(crate::Message::Text(t)) => Owned::Text((*t).to_owned()),
-            Event::Message(crate::Message::Binary(b)) => Owned::Binary(b.to_vec()),
+            Event::Message(hydrogen_ws_protocol::Message::Text(t)) => Owned::Text((*t).to_owned()),
+            Event::Message(hydrogen_ws_protocol::Message::Binary(b)) => Owned::Binary(b.to_vec()),
             Event::Ping(p) => Owned::Ping(p.to_vec()),
             Event::Pong(p) => Owned::Pong(p.to_vec()),
             Event::Close(c) => Owned::Close(c.map(|c| (c.code.0, c.reason.to_owned()))),
