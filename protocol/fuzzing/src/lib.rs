@@ -24,8 +24,10 @@
 mod frames;
 mod http;
 mod input;
+mod model;
 mod scenario;
 mod text;
+mod wire;
 
 pub use frames::{frame_decoder, roundtrip, RoundtripInput};
 pub use http::handshake;
