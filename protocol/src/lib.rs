@@ -62,16 +62,19 @@
 
 pub mod close_code;
 pub mod error;
+pub mod extension;
 pub mod frame;
 pub mod handshake;
 pub mod message;
 pub mod session;
+pub mod transmit;
 
 pub use close_code::CloseCode;
-pub use error::{HandshakeError, ProtocolError};
+pub use error::{ExtensionError, HandshakeError, ProtocolError};
+pub use extension::{Extension, RSV1, RSV2, RSV3};
 pub use frame::{
-    apply_mask, encode_frame, encode_masked_frame, Chunk, FrameDecoder, FrameHeader, HeaderBuf,
-    OpCode, Role,
+    apply_mask, encode_frame, encode_masked_frame, Chunk, ControlPayload, FrameDecoder, FrameHeader,
+    HeaderBuf, OpCode, Role, MAX_CONTROL_PAYLOAD,
 };
 pub use handshake::{
     accept_key, parse_request, reason_phrase, refusal, HandshakeLimits, Parsed, Request,
@@ -79,3 +82,4 @@ pub use handshake::{
 };
 pub use message::{close_payload, parse_close, CloseFrame, ClosePayload, Message, Utf8Validator};
 pub use session::{Event, Session, SessionConfig, SessionState};
+pub use transmit::Transmit;

@@ -1,4 +1,4 @@
-//! The connection state machine after the upgrade: frames in, events out.
+//! The connection state machine after the upgrade: frames in, events and replies out.
 //!
 //! ```text
 //!            we send close                 peer's close
@@ -6,14 +6,25 @@
 //!     |                                                        ^
 //!     | peer's close                        we send close      |
 //!     +-----------------------> CloseReceived -----------------+
-//!   any error -> Closed (the caller sends a close with err.close_code())
+//!                     (poll_transmit hands out the echo)
+//!   any error -> Closed (poll_transmit hands out the error's close, unless ours went out)
 //! ```
+//!
+//! "We send close" is a close handed out by [`Session::poll_transmit`], or one the caller sent on
+//! its own and reported with [`Session::close_sent`].
 
 use std::str;
 
-use crate::error::ProtocolError;
-use crate::frame::{apply_mask, Chunk, FrameDecoder, OpCode, Role, MAX_CONTROL_PAYLOAD};
+use std::fmt;
+
+use crate::close_code::CloseCode;
+use crate::error::{ExtensionError, ProtocolError};
+use crate::extension::Extension;
+use crate::frame::{
+    apply_mask, Chunk, ControlPayload, FrameDecoder, FrameHeader, OpCode, Role, MAX_CONTROL_PAYLOAD,
+};
 use crate::message::{parse_close, CloseFrame, Message, Utf8Validator};
+use crate::transmit::Transmit;
 
 /// Capacity the assembly buffer is shrunk back to after a larger message.
 const ASSEMBLY_KEEP: usize = 64 * 1024;
@@ -46,7 +57,8 @@ pub enum SessionState {
     Open,
     /// We sent a close and wait for the peer's; data messages received now are discarded.
     CloseSent,
-    /// The peer sent a close; we must answer with a close and call [`Session::close_sent`].
+    /// The peer sent a close; we owe the answer, which [`Session::poll_transmit`] hands out
+    /// (or the caller sends its own close and calls [`Session::close_sent`]).
     CloseReceived,
     /// Both closes were exchanged, or the connection failed: close the TCP connection.
     Closed,
@@ -59,12 +71,13 @@ pub enum Event<'a> {
     None,
     /// A complete message.
     Message(Message<'a>),
-    /// A ping: answer with a pong carrying this payload (unless we have sent a close).
+    /// A ping. The pong it needs (none once our close went out) comes from
+    /// [`Session::poll_transmit`].
     Ping(&'a [u8]),
     /// A pong.
     Pong(&'a [u8]),
-    /// The peer's close. If [`Session::state`] is now `CloseReceived`, reply with a close frame
-    /// (echo the code, or an empty close if `None`) and call [`Session::close_sent`]; if it is
+    /// The peer's close. If [`Session::state`] is now `CloseReceived`, the answer (the code
+    /// echoed, or an empty close if `None`) comes from [`Session::poll_transmit`]; if it is
     /// `Closed`, the closing handshake is complete. Then close the TCP connection.
     Close(Option<CloseFrame<'a>>),
 }
@@ -77,6 +90,8 @@ enum Ready {
     Direct(OpCode),
     /// A message in the assembly buffer.
     Assembled(OpCode),
+    /// A message the extension decoded, in the decoded buffer.
+    Decoded(OpCode),
     Ping,
     Pong,
     Close,
@@ -142,25 +157,203 @@ impl WholeFrame {
     }
 }
 
+/// Where the closing handshake stands, and the replies owed to the peer that
+/// [`Session::poll_transmit`] has not handed out yet. The RFC's reply rules live here.
+#[derive(Debug, Clone, Copy)]
+struct Closing {
+    state: SessionState,
+    /// The pong owed to the peer's latest ping (RFC 6455 section 5.5.3: answering only the
+    /// latest of several pings is allowed, so one slot is enough).
+    pong: Option<ControlPayload>,
+    /// The close owed: the echo of the peer's close, or the close after a protocol error.
+    close: Option<Transmit>,
+}
+
+impl Closing {
+    /// The peer broke the protocol: the session is over, and unless our close already went out,
+    /// one with the error's code and reason is owed.
+    fn fail(&mut self, e: ProtocolError) -> ProtocolError {
+        if self.state == SessionState::Open {
+            self.close = Some(Transmit::Close {
+                code: Some(e.close_code()),
+                reason: e.reason(),
+            });
+        }
+        self.pong = None;
+        self.state = SessionState::Closed;
+        e
+    }
+
+    /// A ping arrived: a pong is owed, unless our close went out (nothing may follow it).
+    fn ping(&mut self, payload: &[u8]) {
+        if self.state == SessionState::Open {
+            self.pong = ControlPayload::new(payload);
+        }
+    }
+
+    /// The peer's close arrived: answer it (echoing its code) unless ours already went out.
+    fn peer_close(&mut self, code: Option<CloseCode>) {
+        self.state = match self.state {
+            SessionState::Open => {
+                self.close = Some(Transmit::Close { code, reason: "" });
+                SessionState::CloseReceived
+            }
+            _ => SessionState::Closed,
+        };
+    }
+
+    /// Our close went out: nothing else is owed.
+    fn close_sent(&mut self) -> bool {
+        self.pong = None;
+        self.close = None;
+        match self.state {
+            SessionState::Open => self.state = SessionState::CloseSent,
+            SessionState::CloseReceived => self.state = SessionState::Closed,
+            SessionState::CloseSent | SessionState::Closed => return false,
+        }
+        true
+    }
+
+    /// The next reply owed; a close handed out counts as sent.
+    fn poll(&mut self) -> Option<Transmit> {
+        if let Some(pong) = self.pong.take() {
+            return Some(Transmit::Pong(pong));
+        }
+        let close = self.close.take()?;
+        // After an error the state is Closed already; otherwise this is `close_sent`.
+        self.close_sent();
+        Some(close)
+    }
+}
+
+/// The negotiated extension, if any (a newtype so that `Session` can still derive `Debug`).
+#[derive(Default)]
+struct ExtensionSlot(Option<Box<dyn Extension>>);
+
+impl fmt::Debug for ExtensionSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(ext) => write!(f, "Some({:?})", ext.name()),
+            None => f.write_str("None"),
+        }
+    }
+}
+
+/// Pass a received message's payload through the extension, into `out`.
+fn decode_with(
+    slot: &mut ExtensionSlot,
+    rsv: u8,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+    max: usize,
+) -> Result<(), ProtocolError> {
+    let ext = slot.0.as_mut().ok_or(ProtocolError::ReservedBits)?;
+    out.clear();
+    ext.decode(rsv, payload, out, max)?;
+    if out.len() > max {
+        return Err(ProtocolError::MessageTooLarge);
+    }
+    Ok(())
+}
+
 /// A WebSocket session after the upgrade: decodes frames, reassembles messages, validates UTF-8
-/// as it arrives and tracks the closing handshake. It does no I/O: the caller reads bytes into a
-/// buffer, hands them to [`Session::read`], and writes whatever frames it decides to send.
-#[derive(Debug, Clone)]
+/// as it arrives, tracks the closing handshake and says what the RFC requires to be sent back.
+/// It does no I/O: the caller reads bytes into a buffer, hands them to [`Session::read`], and
+/// writes the frames [`Session::poll_transmit`] hands out, and its own.
+///
+/// # The reply contract
+///
+/// After each call to [`read`](Session::read) (whether it returned an event or an error), drain
+/// [`poll_transmit`](Session::poll_transmit) and write every [`Transmit`] it gives, in order,
+/// before the next read:
+///
+/// - a ping, while our close has not gone out, gives a [`Transmit::Pong`] with its payload;
+/// - the peer's close, while ours has not gone out, gives a [`Transmit::Close`] echoing its code
+///   (`code: None`, an empty close, for an empty one); the state is then `Closed`;
+/// - a [`ProtocolError`] gives a [`Transmit::Close`] with the error's
+///   [`close_code`](ProtocolError::close_code) and [`reason`](ProtocolError::reason), unless our
+///   close had gone out; the state is `Closed`.
+///
+/// A close handed out by `poll_transmit` counts as sent. A close the caller sends on its own
+/// (a shutdown's 1001, an application's close) is reported with
+/// [`close_sent`](Session::close_sent), which also drops any reply not yet handed out (nothing
+/// may follow a close). The [`Event`]s still say what arrived, for the application and for
+/// bookkeeping; answering them is no longer the caller's job.
+///
+/// ```
+/// use hydrogen_ws_protocol::{
+///     encode_masked_frame, CloseCode, Event, OpCode, ProtocolError, Role, Session,
+///     SessionConfig, SessionState, Transmit,
+/// };
+///
+/// const MASK: [u8; 4] = [1, 2, 3, 4];
+/// let mut server = Session::new(SessionConfig::default());
+/// let mut client = Session::new(SessionConfig { role: Role::Client, ..Default::default() });
+///
+/// // The client pings; the server's session owes a pong, which the client receives.
+/// let mut wire = encode_masked_frame(true, OpCode::Ping, MASK, b"are you there");
+/// let (_, event) = server.read(&mut wire)?;
+/// assert_eq!(event, Event::Ping(b"are you there"));
+/// let pong = server.poll_transmit().expect("a pong is owed");
+/// assert_eq!(pong.payload().as_bytes(), b"are you there");
+/// assert_eq!(server.poll_transmit(), None);
+/// let mut wire = Vec::new();
+/// pong.append_frame(None, &mut wire);
+/// assert_eq!(client.read(&mut wire)?.1, Event::Pong(b"are you there"));
+///
+/// // The client closes; the server's session owes the echo, which completes the handshake.
+/// let mut wire = encode_masked_frame(true, OpCode::Close, MASK, b"\x03\xe8bye");
+/// assert!(client.close_sent());
+/// let (_, event) = server.read(&mut wire)?;
+/// assert!(matches!(event, Event::Close(Some(frame)) if frame.code == CloseCode::NORMAL));
+/// let echo = server.poll_transmit().expect("the close is answered");
+/// assert_eq!(echo, Transmit::Close { code: Some(CloseCode::NORMAL), reason: "" });
+/// assert_eq!(server.state(), SessionState::Closed);
+/// let mut wire = Vec::new();
+/// echo.append_frame(None, &mut wire);
+/// assert!(matches!(client.read(&mut wire)?.1, Event::Close(Some(f)) if f.code.0 == 1000));
+/// assert_eq!(client.state(), SessionState::Closed);
+///
+/// // A protocol error (an RSV bit without an extension) owes the close it maps to: 1002.
+/// let mut server = Session::new(SessionConfig::default());
+/// let mut wire = encode_masked_frame(true, OpCode::Text, MASK, b"hi");
+/// wire[0] |= 0x40;
+/// assert_eq!(server.read(&mut wire).err(), Some(ProtocolError::ReservedBits));
+/// let close = server.poll_transmit().expect("the error's close");
+/// assert_eq!(close.payload().get(..2), Some(&[0x03, 0xea][..]));
+/// let mut client = Session::new(SessionConfig { role: Role::Client, ..Default::default() });
+/// let mut wire = Vec::new();
+/// close.append_frame(None, &mut wire);
+/// match client.read(&mut wire)?.1 {
+///     Event::Close(Some(frame)) => {
+///         assert_eq!(frame.code, CloseCode::PROTOCOL_ERROR);
+///         assert_eq!(frame.reason, ProtocolError::ReservedBits.reason());
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), ProtocolError>(())
+/// ```
+#[derive(Debug)]
 pub struct Session {
     config: SessionConfig,
-    state: SessionState,
+    closing: Closing,
     decoder: FrameDecoder,
     /// Fragments of the message in progress (allocated on first use).
     assembly: Vec<u8>,
-    /// The last event borrowed `assembly`; clear it on the next read.
+    /// The last event borrowed `assembly` or `decoded`; clear them on the next read.
     release_assembly: bool,
     validator: Utf8Validator,
     /// The kind (Text or Binary) of the data message in progress, if any.
     message: Option<OpCode>,
+    /// The RSV bits of the first frame of the message in progress (bits the extension claims).
+    message_rsv: u8,
     /// Payload bytes received so far for the message in progress.
     message_len: u64,
     control: [u8; MAX_CONTROL_PAYLOAD],
     control_len: usize,
+    extension: ExtensionSlot,
+    /// The last message the extension decoded (allocated on first use).
+    decoded: Vec<u8>,
 }
 
 impl Session {
@@ -168,16 +361,43 @@ impl Session {
     pub fn new(config: SessionConfig) -> Self {
         Session {
             config,
-            state: SessionState::Open,
+            closing: Closing {
+                state: SessionState::Open,
+                pong: None,
+                close: None,
+            },
             decoder: FrameDecoder::new(config.role, config.max_frame_size),
             assembly: Vec::new(),
             release_assembly: false,
             validator: Utf8Validator::new(),
             message: None,
+            message_rsv: 0,
             message_len: 0,
             control: [0; MAX_CONTROL_PAYLOAD],
             control_len: 0,
+            extension: ExtensionSlot::default(),
+            decoded: Vec::new(),
         }
+    }
+
+    /// A new open session with a negotiated extension (see [`Session::set_extension`]).
+    pub fn with_extension(config: SessionConfig, extension: Box<dyn Extension>) -> Self {
+        let mut session = Session::new(config);
+        session.set_extension(extension);
+        session
+    }
+
+    /// Use a negotiated extension from the next frame on: the RSV bits it claims are accepted on
+    /// the first frame of a data message, and a message whose first frame carries any of them is
+    /// decoded by it before it is delivered. Set it before the first read.
+    pub fn set_extension(&mut self, extension: Box<dyn Extension>) {
+        self.decoder.set_allowed_rsv(extension.rsv_bits());
+        self.extension.0 = Some(extension);
+    }
+
+    /// The negotiated extension, if any.
+    pub fn extension(&self) -> Option<&dyn Extension> {
+        self.extension.0.as_deref()
     }
 
     /// The configuration.
@@ -187,7 +407,7 @@ impl Session {
 
     /// The closing-handshake state.
     pub fn state(&self) -> SessionState {
-        self.state
+        self.closing.state
     }
 
     /// Bytes of an incomplete (or just delivered) message held in the assembly buffer.
@@ -199,15 +419,47 @@ impl Session {
         }
     }
 
-    /// Record that we sent a close frame: `Open` -> `CloseSent`, `CloseReceived` -> `Closed`.
-    /// Returns false, changing nothing, if a close was already sent (or the session failed).
+    /// Record that we sent a close frame of our own: `Open` -> `CloseSent`, `CloseReceived` ->
+    /// `Closed`. Replies [`poll_transmit`](Session::poll_transmit) had not handed out yet are
+    /// dropped (nothing may follow a close). Returns false, changing nothing else, if a close was
+    /// already sent (or the session failed).
     pub fn close_sent(&mut self) -> bool {
-        match self.state {
-            SessionState::Open => self.state = SessionState::CloseSent,
-            SessionState::CloseReceived => self.state = SessionState::Closed,
-            SessionState::CloseSent | SessionState::Closed => return false,
-        }
-        true
+        self.closing.close_sent()
+    }
+
+    /// The next frame the RFC requires us to send now, if any: a pong for a ping, the answer to
+    /// the peer's close, or the close after a protocol error (see the contract in [`Session`]'s
+    /// docs). Call it until it returns `None` after every [`read`](Session::read), and write
+    /// what it gives in order. A close handed out here counts as sent.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.closing.poll()
+    }
+
+    /// Frame an outgoing data message: pass `payload` through the negotiated extension (if any)
+    /// and return the header of a single final frame (unmasked; a client sets
+    /// [`FrameHeader::mask`] and masks the payload) with the payload to write after it.
+    ///
+    /// Without an extension (or for a control opcode) the payload is `payload` itself, with no
+    /// copy. With one, it is written into `scratch` (cleared first) and the header carries the
+    /// RSV bits the extension chose.
+    pub fn encode_message<'p>(
+        &mut self,
+        opcode: OpCode,
+        payload: &'p [u8],
+        scratch: &'p mut Vec<u8>,
+    ) -> Result<(FrameHeader, &'p [u8]), ExtensionError> {
+        let ext = match self.extension.0.as_mut() {
+            Some(ext) if !opcode.is_control() => ext,
+            _ => {
+                let header = FrameHeader::new(true, opcode, None, payload.len() as u64);
+                return Ok((header, payload));
+            }
+        };
+        scratch.clear();
+        let rsv = ext.encode(opcode, payload, scratch)? & ext.rsv_bits() & 0x7;
+        let mut header = FrameHeader::new(true, opcode, None, scratch.len() as u64);
+        header.rsv = rsv;
+        Ok((header, scratch.as_slice()))
     }
 
     /// Consume bytes from the start of `buf` (unmasking them in place) and return how many were
@@ -215,11 +467,13 @@ impl Session {
     ///
     /// Call repeatedly while it consumes bytes or returns events; `(0, Event::None)` means more
     /// input is needed. Once the state is `CloseReceived` or `Closed`, all input is consumed and
-    /// ignored: nothing is delivered after a close. After an error the session is `Closed`; the
-    /// caller sends a close with [`ProtocolError::close_code`] and closes the connection.
+    /// ignored: nothing is delivered after a close. After an error the session is `Closed`, and
+    /// [`poll_transmit`](Session::poll_transmit) hands out the close to send (the error's
+    /// [`ProtocolError::close_code`] and reason) unless ours had gone out; then close the
+    /// connection.
     pub fn read<'a>(&'a mut self, buf: &'a mut [u8]) -> Result<(usize, Event<'a>), ProtocolError> {
         if matches!(
-            self.state,
+            self.closing.state,
             SessionState::CloseReceived | SessionState::Closed
         ) {
             return Ok((buf.len(), Event::None));
@@ -230,8 +484,12 @@ impl Session {
             if self.assembly.capacity() > ASSEMBLY_KEEP {
                 self.assembly.shrink_to(ASSEMBLY_KEEP);
             }
+            self.decoded.clear();
+            if self.decoded.capacity() > ASSEMBLY_KEEP {
+                self.decoded.shrink_to(ASSEMBLY_KEEP);
+            }
         }
-        if self.state == SessionState::Open
+        if self.closing.state == SessionState::Open
             && self.message.is_none()
             && !self.decoder.in_frame()
             && self.config.role == Role::Server
@@ -246,25 +504,22 @@ impl Session {
         }
         let (consumed, chunk) = match self.decoder.decode(buf) {
             Ok(decoded) => decoded,
-            Err(e) => return Err(self.fail(e)),
+            Err(e) => return Err(self.closing.fail(e)),
         };
         let Some(chunk) = chunk else {
             return Ok((consumed, Event::None));
         };
         let ready = match self.on_chunk(&chunk) {
             Ok(ready) => ready,
-            Err(e) => return Err(self.fail(e)),
+            Err(e) => return Err(self.closing.fail(e)),
         };
-        // Only field borrows from here on, so the event can borrow `control` or `assembly`
-        // while `state` is updated.
+        // Only field borrows from here on, so the event can borrow `control`, `assembly` or
+        // `decoded` while `closing` is updated.
         let event = match ready {
             Ready::Nothing => Event::None,
             Ready::Direct(kind) => match whole_payload(kind == OpCode::Text, chunk.data) {
                 Ok(message) => Event::Message(message),
-                Err(e) => {
-                    self.state = SessionState::Closed;
-                    return Err(e);
-                }
+                Err(e) => return Err(self.closing.fail(e)),
             },
             Ready::Assembled(kind) => {
                 self.release_assembly = true;
@@ -272,28 +527,31 @@ impl Session {
                 // get its &str.
                 match whole_payload(kind == OpCode::Text, &self.assembly) {
                     Ok(message) => Event::Message(message),
-                    Err(e) => {
-                        self.state = SessionState::Closed;
-                        return Err(e);
-                    }
+                    Err(e) => return Err(self.closing.fail(e)),
                 }
             }
-            Ready::Ping => Event::Ping(self.control.get(..self.control_len).unwrap_or_default()),
+            Ready::Decoded(kind) => {
+                self.release_assembly = true;
+                // The extension's output is checked whole: its input was not text.
+                match whole_payload(kind == OpCode::Text, &self.decoded) {
+                    Ok(message) => Event::Message(message),
+                    Err(e) => return Err(self.closing.fail(e)),
+                }
+            }
+            Ready::Ping => {
+                let payload = self.control.get(..self.control_len).unwrap_or_default();
+                self.closing.ping(payload);
+                Event::Ping(payload)
+            }
             Ready::Pong => Event::Pong(self.control.get(..self.control_len).unwrap_or_default()),
             Ready::Close => {
                 let payload = self.control.get(..self.control_len).unwrap_or_default();
                 match parse_close(payload) {
                     Ok(frame) => {
-                        self.state = match self.state {
-                            SessionState::Open => SessionState::CloseReceived,
-                            _ => SessionState::Closed,
-                        };
+                        self.closing.peer_close(frame.map(|f| f.code));
                         Event::Close(frame)
                     }
-                    Err(e) => {
-                        self.state = SessionState::Closed;
-                        return Err(e);
-                    }
+                    Err(e) => return Err(self.closing.fail(e)),
                 }
             }
         };
@@ -316,18 +574,21 @@ impl Session {
         apply_mask(data, frame.mask, 0);
         match whole_payload(frame.text, data) {
             Ok(message) => Ok((end, Event::Message(message))),
-            Err(e) => Err(self.fail(e)),
+            Err(e) => Err(self.closing.fail(e)),
         }
-    }
-
-    fn fail(&mut self, e: ProtocolError) -> ProtocolError {
-        self.state = SessionState::Closed;
-        e
     }
 
     /// Apply one chunk to the assembly state; says what (if anything) it completed.
     fn on_chunk(&mut self, chunk: &Chunk<'_>) -> Result<Ready, ProtocolError> {
         let header = chunk.header;
+        // The decoder let through only bits the extension claims; they may start a data message
+        // and appear nowhere else.
+        if header.rsv != 0
+            && chunk.first
+            && (header.opcode.is_control() || header.opcode == OpCode::Continuation)
+        {
+            return Err(ProtocolError::ExtensionBitsMisplaced);
+        }
         if header.opcode.is_control() {
             if chunk.first {
                 self.control_len = 0;
@@ -360,6 +621,7 @@ impl Session {
                     return Err(ProtocolError::ExpectedContinuation);
                 }
                 self.message = Some(header.opcode);
+                self.message_rsv = header.rsv;
                 self.message_len = 0;
                 self.validator.reset();
                 self.assembly.clear();
@@ -370,20 +632,27 @@ impl Session {
             }
         }
         let kind = self.message.ok_or(ProtocolError::UnexpectedContinuation)?;
-        let discard = self.state == SessionState::CloseSent;
+        let discard = self.closing.state == SessionState::CloseSent;
         let ends_message = chunk.last && header.fin;
+        // The message is transformed by the extension: its bytes are not text until decoded.
+        let encoded = self.message_rsv != 0;
 
         if chunk.first && ends_message && header.opcode != OpCode::Continuation {
             // The whole message is this one frame, entirely in the caller's buffer.
             self.message = None;
-            return Ok(if discard {
-                Ready::Nothing
-            } else {
-                Ready::Direct(kind)
-            });
+            if discard {
+                return Ok(Ready::Nothing);
+            }
+            if encoded {
+                let max = self.config.max_message_size;
+                let rsv = self.message_rsv;
+                decode_with(&mut self.extension, rsv, chunk.data, &mut self.decoded, max)?;
+                return Ok(Ready::Decoded(kind));
+            }
+            return Ok(Ready::Direct(kind));
         }
         if !discard {
-            if kind == OpCode::Text {
+            if kind == OpCode::Text && !encoded {
                 // Fail at the first bad byte, even in the middle of a frame.
                 self.validator.feed(chunk.data)?;
             }
@@ -397,6 +666,14 @@ impl Session {
         if discard {
             self.assembly.clear();
             return Ok(Ready::Nothing);
+        }
+        if encoded {
+            let max = self.config.max_message_size;
+            let rsv = self.message_rsv;
+            decode_with(&mut self.extension, rsv, &self.assembly, &mut self.decoded, max)?;
+            // The raw bytes are no longer needed; `decoded` is released after the event.
+            self.assembly.clear();
+            return Ok(Ready::Decoded(kind));
         }
         if kind == OpCode::Text {
             self.validator.finish()?;

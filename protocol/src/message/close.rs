@@ -4,7 +4,7 @@ use std::str;
 
 use crate::close_code::CloseCode;
 use crate::error::ProtocolError;
-use crate::frame::MAX_CONTROL_PAYLOAD;
+use crate::frame::{ControlPayload, MAX_CONTROL_PAYLOAD};
 
 /// A parsed close frame payload.
 // In declaration order (`repr(C)`), so that the code's two bytes sit where an `Event::Message` has its
@@ -37,26 +37,7 @@ pub fn parse_close(payload: &[u8]) -> Result<Option<CloseFrame<'_>>, ProtocolErr
 }
 
 /// A close frame payload on the stack: a 2-byte code and a reason of at most 123 bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClosePayload {
-    bytes: [u8; MAX_CONTROL_PAYLOAD],
-    len: u8,
-}
-
-impl ClosePayload {
-    /// The encoded payload.
-    pub fn as_bytes(&self) -> &[u8] {
-        self.bytes
-            .get(..usize::from(self.len))
-            .unwrap_or(&self.bytes)
-    }
-}
-
-impl AsRef<[u8]> for ClosePayload {
-    fn as_ref(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
+pub type ClosePayload = ControlPayload;
 
 /// Build a close payload: the code, then `reason` truncated on a character boundary so that the
 /// whole payload fits in 125 bytes. The code is written as given (callers should send only codes
@@ -73,10 +54,7 @@ pub fn close_payload(code: CloseCode, reason: &str) -> ClosePayload {
     for (d, s) in bytes.iter_mut().zip(code.iter().chain(reason)) {
         *d = *s;
     }
-    ClosePayload {
-        bytes,
-        len: (2 + cut) as u8,
-    }
+    ControlPayload::from_parts(bytes, 2 + cut)
 }
 
 #[cfg(test)]
