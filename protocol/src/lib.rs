@@ -73,8 +73,8 @@ pub use close_code::CloseCode;
 pub use error::{ExtensionError, HandshakeError, ProtocolError};
 pub use extension::{Extension, RSV1, RSV2, RSV3};
 pub use frame::{
-    apply_mask, encode_frame, encode_masked_frame, Chunk, ControlPayload, FrameDecoder, FrameHeader,
-    HeaderBuf, OpCode, Role, MAX_CONTROL_PAYLOAD,
+    apply_mask, encode_frame, encode_masked_frame, Chunk, ControlPayload, FrameDecoder,
+    FrameHeader, HeaderBuf, OpCode, Role, MAX_CONTROL_PAYLOAD,
 };
 pub use handshake::{
     accept_key, parse_request, reason_phrase, refusal, HandshakeLimits, Parsed, Request,

@@ -670,7 +670,13 @@ impl Session {
         if encoded {
             let max = self.config.max_message_size;
             let rsv = self.message_rsv;
-            decode_with(&mut self.extension, rsv, &self.assembly, &mut self.decoded, max)?;
+            decode_with(
+                &mut self.extension,
+                rsv,
+                &self.assembly,
+                &mut self.decoded,
+                max,
+            )?;
             // The raw bytes are no longer needed; `decoded` is released after the event.
             self.assembly.clear();
             return Ok(Ready::Decoded(kind));
