@@ -9,7 +9,7 @@
 //! |-----------------|----------------------------------------|----------------------------------------|
 //! | [`handshake`]   | raw request bytes                      | whole, split and byte-by-byte parses agree; accepted -> a well-formed 101 with the right accept key; refused -> a well-formed response with the error's status |
 //! | [`frame_decoder`] | [`split_spec`] + frame bytes         | split and byte-by-byte decoding give the same frames and error as whole; every frame obeys the header rules and re-encodes to its exact bytes |
-//! | [`session`]     | [`SessionInput`] (structured)          | no panic; events match an independent model of RFC 6455; the assembly buffer stays within the message limit; every error maps to its close code; nothing is delivered after a close |
+//! | [`session`]     | [`SessionInput`] (structured)          | no panic; events match an independent model of RFC 6455; the assembly buffer stays within the message limit; every error maps to its close code; `poll_transmit` hands out exactly the replies the RFC requires (a pong per ping, the echo of the peer's close, the error's close, none after ours); nothing is delivered after a close |
 //! | [`utf8`]        | [`split_spec`] + text bytes            | [`Utf8Validator`](hydrogen_ws_protocol::Utf8Validator) fails at exactly the piece where `std::str::from_utf8` says the prefix can no longer be UTF-8 |
 //! | [`roundtrip`]   | [`RoundtripInput`] (structured)        | header -> encode -> parse, and frame -> encode -> decode, give it back in both roles, or the error the RFC asks for |
 //!

@@ -8,7 +8,7 @@ use crate::wire::{Step, WireBuilder};
 use hydrogen_ws_protocol::ProtocolError;
 use hydrogen_ws_protocol::Role;
 use hydrogen_ws_protocol::{close_payload, parse_close, CloseCode, CloseFrame};
-use hydrogen_ws_protocol::{Event, Session, SessionConfig, SessionState};
+use hydrogen_ws_protocol::{ControlPayload, Event, Session, SessionConfig, SessionState, Transmit};
 
 /// A structured session: limits, how the bytes are read, and what the peer sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -409,7 +409,8 @@ pub fn session(input: &SessionInput) {
 /// offset in `closes`. Checks after every call: the assembly buffer within the message limit;
 /// nothing delivered (and all input swallowed) once a close was received or the session failed;
 /// no data message delivered after we sent a close; control payloads within 125 bytes; state
-/// transitions as documented; every error mapped to its close code.
+/// transitions as documented; every error mapped to its close code; the replies handed out by
+/// `poll_transmit` exactly the ones RFC 6455 requires.
 fn drive(config: SessionConfig, wire: &[u8], closes: &[usize], lens: &[usize]) -> Run {
     let mut session = Session::new(config);
     let mut run = Run::default();
@@ -459,6 +460,13 @@ fn read_all(
                 ));
                 assert_eq!(session.state(), SessionState::Closed);
                 check_close_code(e);
+                // The close the error maps to is owed, unless ours went out.
+                let owed = (before == SessionState::Open).then_some(Transmit::Close {
+                    code: Some(e.close_code()),
+                    reason: e.reason(),
+                });
+                check_transmits(session, owed);
+                assert_eq!(session.state(), SessionState::Closed);
                 run.error = Some((*base, e));
                 // The server closes the connection; what is buffered is never read again.
                 *base += len;
@@ -496,6 +504,22 @@ fn read_all(
                 }
             }
         }
+        // The replies the RFC requires, handed out once: a pong for a ping and the echo of the
+        // peer's close, while our close has not gone out; nothing else.
+        let owed = match &owned {
+            Some(Owned::Ping(p)) if before == SessionState::Open => {
+                ControlPayload::new(p).map(Transmit::Pong)
+            }
+            Some(Owned::Close(frame)) if before == SessionState::Open => Some(Transmit::Close {
+                code: frame.as_ref().map(|(code, _)| CloseCode(*code)),
+                reason: "",
+            }),
+            _ => None,
+        };
+        check_transmits(session, owed);
+        if matches!(owned, Some(Owned::Close(_))) {
+            assert_eq!(session.state(), SessionState::Closed);
+        }
         let progress = n > 0 || owned.is_some();
         if let Some(ev) = owned {
             run.events.push((*base + n, ev));
@@ -505,6 +529,20 @@ fn read_all(
         if !progress {
             return;
         }
+    }
+}
+
+/// `poll_transmit` hands out exactly `owed` (one reply at most per read), then nothing; each
+/// frame it builds is a well-formed control frame.
+fn check_transmits(session: &mut Session, owed: Option<Transmit>) {
+    let got = session.poll_transmit();
+    assert_eq!(got, owed);
+    assert_eq!(session.poll_transmit(), None);
+    if let Some(t) = got {
+        let mut frame = Vec::new();
+        t.append_frame(None, &mut frame);
+        assert_eq!(frame.len(), 2 + t.payload().len());
+        assert_eq!(frame.first(), Some(&(0x80 | t.opcode().as_u8())));
     }
 }
 
@@ -522,7 +560,7 @@ fn check_message(len: usize, before: SessionState, after: SessionState, config: 
 /// built from it parses back to the same code and reason.
 fn check_close_code(e: ProtocolError) {
     let want = match e {
-        ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+        ProtocolError::InvalidUtf8 | ProtocolError::ExtensionPayload => CloseCode::INVALID_PAYLOAD,
         ProtocolError::FrameTooLarge | ProtocolError::MessageTooLarge => CloseCode::MESSAGE_TOO_BIG,
         _ => CloseCode::PROTOCOL_ERROR,
     };
