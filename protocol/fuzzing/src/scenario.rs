@@ -3,11 +3,12 @@
 
 use super::input::{Reader, Writer};
 use super::pieces;
+use crate::checks::{check_close_code, check_message, check_transmits};
 use crate::model::model;
 use crate::wire::{Step, WireBuilder};
+use hydrogen_ws_protocol::CloseCode;
 use hydrogen_ws_protocol::ProtocolError;
 use hydrogen_ws_protocol::Role;
-use hydrogen_ws_protocol::{close_payload, parse_close, CloseCode, CloseFrame};
 use hydrogen_ws_protocol::{ControlPayload, Event, Session, SessionConfig, SessionState, Transmit};
 
 /// A structured session: limits, how the bytes are read, and what the peer sends.
@@ -530,51 +531,6 @@ fn read_all(
             return;
         }
     }
-}
-
-/// `poll_transmit` hands out exactly `owed` (one reply at most per read), then nothing; each
-/// frame it builds is a well-formed control frame.
-fn check_transmits(session: &mut Session, owed: Option<Transmit>) {
-    let got = session.poll_transmit();
-    assert_eq!(got, owed);
-    assert_eq!(session.poll_transmit(), None);
-    if let Some(t) = got {
-        let mut frame = Vec::new();
-        t.append_frame(None, &mut frame);
-        assert_eq!(frame.len(), 2 + t.payload().len());
-        assert_eq!(frame.first(), Some(&(0x80 | t.opcode().as_u8())));
-    }
-}
-
-fn check_message(len: usize, before: SessionState, after: SessionState, config: SessionConfig) {
-    assert_eq!(
-        before,
-        SessionState::Open,
-        "a message delivered after our close"
-    );
-    assert_eq!(after, SessionState::Open);
-    assert!(len <= config.max_message_size);
-}
-
-/// Every error maps to the close code RFC 6455 section 7.4.1 gives it, and the close frame
-/// built from it parses back to the same code and reason.
-fn check_close_code(e: ProtocolError) {
-    let want = match e {
-        ProtocolError::InvalidUtf8 | ProtocolError::ExtensionPayload => CloseCode::INVALID_PAYLOAD,
-        ProtocolError::FrameTooLarge | ProtocolError::MessageTooLarge => CloseCode::MESSAGE_TOO_BIG,
-        _ => CloseCode::PROTOCOL_ERROR,
-    };
-    let code = e.close_code();
-    assert_eq!(code, want, "{e:?}");
-    assert!(code.is_sendable());
-    let payload = close_payload(code, e.reason());
-    assert_eq!(
-        parse_close(payload.as_bytes()),
-        Ok(Some(CloseFrame {
-            code,
-            reason: e.reason()
-        }))
-    );
 }
 
 #[cfg(test)]

@@ -17,14 +17,19 @@ use std::str;
 
 use std::fmt;
 
-use crate::close_code::CloseCode;
 use crate::error::{ExtensionError, ProtocolError};
 use crate::extension::Extension;
 use crate::frame::{
-    apply_mask, Chunk, ControlPayload, FrameDecoder, FrameHeader, OpCode, Role, MAX_CONTROL_PAYLOAD,
+    apply_mask, Chunk, FrameDecoder, FrameHeader, OpCode, Role, MAX_CONTROL_PAYLOAD,
 };
 use crate::message::{parse_close, CloseFrame, Message, Utf8Validator};
 use crate::transmit::Transmit;
+
+mod closing;
+mod whole_frame;
+
+use closing::Closing;
+use whole_frame::WholeFrame;
 
 /// Capacity the assembly buffer is shrunk back to after a larger message.
 const ASSEMBLY_KEEP: usize = 64 * 1024;
@@ -105,124 +110,6 @@ fn whole_payload(text: bool, payload: &[u8]) -> Result<Message<'_>, ProtocolErro
             .map_err(|_| ProtocolError::InvalidUtf8)
     } else {
         Ok(Message::Binary(payload))
-    }
-}
-
-/// A whole data message in one frame at the start of a buffer, as a server receives it: FIN set,
-/// no RSV bits, text or binary, masked, a payload under 64 KiB in the minimal length encoding,
-/// within the limits, and all of it in the buffer. Anything else takes the general path.
-#[derive(Debug, Clone, Copy)]
-struct WholeFrame {
-    text: bool,
-    mask: [u8; 4],
-    /// Header length (mask included).
-    head: usize,
-    /// Payload length.
-    len: usize,
-}
-
-impl WholeFrame {
-    fn at(buf: &[u8], limit: u64) -> Option<WholeFrame> {
-        let text = match *buf.first()? {
-            0x81 => true,
-            0x82 => false,
-            _ => return None,
-        };
-        let b1 = *buf.get(1)?;
-        if b1 & 0x80 == 0 {
-            return None;
-        }
-        let (head, len) = match b1 & 0x7F {
-            127 => return None,
-            126 => {
-                let len = usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]));
-                // A short length in the long form is a protocol error: the general path says so.
-                if len < 126 {
-                    return None;
-                }
-                (8, len)
-            }
-            len => (6, usize::from(len)),
-        };
-        if len as u64 > limit || buf.len().checked_sub(head)? < len {
-            return None;
-        }
-        let mask = buf.get(head - 4..head)?.try_into().ok()?;
-        Some(WholeFrame {
-            text,
-            mask,
-            head,
-            len,
-        })
-    }
-}
-
-/// Where the closing handshake stands, and the replies owed to the peer that
-/// [`Session::poll_transmit`] has not handed out yet. The RFC's reply rules live here.
-#[derive(Debug, Clone, Copy)]
-struct Closing {
-    state: SessionState,
-    /// The pong owed to the peer's latest ping (RFC 6455 section 5.5.3: answering only the
-    /// latest of several pings is allowed, so one slot is enough).
-    pong: Option<ControlPayload>,
-    /// The close owed: the echo of the peer's close, or the close after a protocol error.
-    close: Option<Transmit>,
-}
-
-impl Closing {
-    /// The peer broke the protocol: the session is over, and unless our close already went out,
-    /// one with the error's code and reason is owed.
-    fn fail(&mut self, e: ProtocolError) -> ProtocolError {
-        if self.state == SessionState::Open {
-            self.close = Some(Transmit::Close {
-                code: Some(e.close_code()),
-                reason: e.reason(),
-            });
-        }
-        self.pong = None;
-        self.state = SessionState::Closed;
-        e
-    }
-
-    /// A ping arrived: a pong is owed, unless our close went out (nothing may follow it).
-    fn ping(&mut self, payload: &[u8]) {
-        if self.state == SessionState::Open {
-            self.pong = ControlPayload::new(payload);
-        }
-    }
-
-    /// The peer's close arrived: answer it (echoing its code) unless ours already went out.
-    fn peer_close(&mut self, code: Option<CloseCode>) {
-        self.state = match self.state {
-            SessionState::Open => {
-                self.close = Some(Transmit::Close { code, reason: "" });
-                SessionState::CloseReceived
-            }
-            _ => SessionState::Closed,
-        };
-    }
-
-    /// Our close went out: nothing else is owed.
-    fn close_sent(&mut self) -> bool {
-        self.pong = None;
-        self.close = None;
-        match self.state {
-            SessionState::Open => self.state = SessionState::CloseSent,
-            SessionState::CloseReceived => self.state = SessionState::Closed,
-            SessionState::CloseSent | SessionState::Closed => return false,
-        }
-        true
-    }
-
-    /// The next reply owed; a close handed out counts as sent.
-    fn poll(&mut self) -> Option<Transmit> {
-        if let Some(pong) = self.pong.take() {
-            return Some(Transmit::Pong(pong));
-        }
-        let close = self.close.take()?;
-        // After an error the state is Closed already; otherwise this is `close_sent`.
-        self.close_sent();
-        Some(close)
     }
 }
 
