@@ -6,17 +6,27 @@
 //! I/O, timeouts and shutdown.
 //!
 //! ```text
-//!  bytes ──> handshake ──────────────> frames ──────────────> messages
+//!  bytes ──> handshake ──────────────> frames ──────────────> messages ──> events
 //!            RequestParser             FrameDecoder           Session
-//!            Request::websocket()      (header checks,        (fragments, UTF-8,
-//!            Upgrade::response() ─┐     unmask in place)       ping/pong, close)
+//!            Request::websocket()      (header checks,        (fragments, extension,
+//!            Upgrade::response() ─┐     unmask in place)       UTF-8, ping, close)
 //!                                 │                               │
-//!  bytes <── 101 / refusal <──────┘   encode_frame() <── replies ─┘
+//!  bytes <── 101 / refusal <──────┘   Transmit / encode <─────────┘ poll_transmit():
+//!                                                                   pong, close echo,
+//!                                                                   the error's close
 //! ```
 //!
+//! The RFC's reply rules live in [`Session`]: after each [`Session::read`], the caller writes
+//! what [`Session::poll_transmit`] hands out (see the contract in [`Session`]'s docs). A
+//! negotiated [`Extension`] (the seam for permessage-deflate) claims RSV bits and transforms
+//! message payloads both ways ([`extension`]).
+//!
 //! Errors are typed per layer and mapped to the wire in one place ([`error`]):
-//! [`HandshakeError::status`] / [`HandshakeError::response`] for the HTTP refusal, and
-//! [`ProtocolError::close_code`] for the close frame.
+//! [`HandshakeError::status`] (rendered by [`HandshakeError::response`]) for the HTTP refusal,
+//! and [`ProtocolError::close_code`] for the close frame. Modules import only modules below
+//! them (`scripts/module-cycles.py protocol/src` checks it): [`close_code`] and [`error`] at the
+//! bottom, then [`frame`], [`message`], [`handshake`], [`extension`], [`transmit`], and
+//! [`session`] on top.
 //!
 //! # Example
 //!
@@ -51,6 +61,8 @@
 //! let (consumed, event) = session.read(&mut buf)?;
 //! assert_eq!(event, Event::Message(Message::Text("Hello")));
 //! assert_eq!(consumed, 11);
+//!
+//! assert_eq!(session.poll_transmit(), None); // a message owes no reply
 //!
 //! // A reply, as the server would write it (unmasked).
 //! assert_eq!(encode_frame(true, OpCode::Text, b"Hello"), b"\x81\x05Hello");
