@@ -10,12 +10,15 @@
 //! checked). A message whose first frame carries none is delivered as it came, as without an
 //! extension. Bits no extension claims remain a protocol error (1002).
 //!
-//! Sent messages: [`Session::encode_message`](crate::Session::encode_message) passes a payload
-//! through [`Extension::encode`] and returns the header (with the RSV bits it chose) and the
-//! payload to write.
+//! Sent messages: [`encode_message`] (or [`Session::encode_message`](crate::Session::encode_message),
+//! with the session's extension) passes a payload through [`Extension::encode`] and returns the
+//! header (with the RSV bits it chose) and the payload to write. The two directions are
+//! independent (RFC 7692 keeps one compression context per direction), so a server whose
+//! sends do not go through the thread that reads may give its writer an instance of its own
+//! and call [`encode_message`] with it.
 
 use crate::error::ExtensionError;
-use crate::frame::OpCode;
+use crate::frame::{FrameHeader, OpCode};
 
 /// RSV1 in [`FrameHeader::rsv`](crate::FrameHeader)'s layout (the bit permessage-deflate uses).
 pub const RSV1: u8 = 0b100;
@@ -103,4 +106,31 @@ pub trait Extension: Send {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<u8, ExtensionError>;
+}
+
+/// Frame an outgoing data message: pass `payload` through `extension` (if any) and return the
+/// header of a single final frame (unmasked; a client sets [`FrameHeader::mask`] and masks the
+/// payload) with the payload to write after it.
+///
+/// Without an extension (or for a control opcode) the payload is `payload` itself, with no
+/// copy. With one, it is written into `scratch` (cleared first) and the header carries the RSV
+/// bits the extension chose (only bits it claims).
+pub fn encode_message<'p>(
+    extension: Option<&mut dyn Extension>,
+    opcode: OpCode,
+    payload: &'p [u8],
+    scratch: &'p mut Vec<u8>,
+) -> Result<(FrameHeader, &'p [u8]), ExtensionError> {
+    let ext = match extension {
+        Some(ext) if !opcode.is_control() => ext,
+        _ => {
+            let header = FrameHeader::new(true, opcode, None, payload.len() as u64);
+            return Ok((header, payload));
+        }
+    };
+    scratch.clear();
+    let rsv = ext.encode(opcode, payload, scratch)? & ext.rsv_bits() & 0x7;
+    let mut header = FrameHeader::new(true, opcode, None, scratch.len() as u64);
+    header.rsv = rsv;
+    Ok((header, scratch.as_slice()))
 }

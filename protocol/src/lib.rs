@@ -83,7 +83,7 @@ pub mod transmit;
 
 pub use close_code::CloseCode;
 pub use error::{ExtensionError, HandshakeError, ProtocolError};
-pub use extension::{Extension, RSV1, RSV2, RSV3};
+pub use extension::{encode_message, Extension, RSV1, RSV2, RSV3};
 pub use frame::{
     apply_mask, encode_frame, encode_masked_frame, Chunk, ControlPayload, FrameDecoder,
     FrameHeader, HeaderBuf, OpCode, Role, MAX_CONTROL_PAYLOAD,

@@ -265,6 +265,17 @@ fn encode_message_goes_through_the_extension_and_back() {
     assert_eq!(wire, xored(b"round trip"));
     let mut bytes = header.encode().to_vec();
     bytes.extend_from_slice(wire);
+    // The free function does the same with any instance (a server's writer may hold its own).
+    let mut writer_side = Xor::default();
+    let mut scratch2 = Vec::new();
+    let (header2, wire2) = hydrogen_ws_protocol::encode_message(
+        Some(&mut writer_side),
+        OpCode::Binary,
+        b"round trip",
+        &mut scratch2,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((header2, wire2), (header, wire));
     // Control frames are never transformed.
     let mut control = Vec::new();
     let (ping, ping_payload) = server

@@ -18,7 +18,7 @@ use std::str;
 use std::fmt;
 
 use crate::error::{ExtensionError, ProtocolError};
-use crate::extension::Extension;
+use crate::extension::{self, Extension};
 use crate::frame::{
     apply_mask, Chunk, FrameDecoder, FrameHeader, OpCode, Role, MAX_CONTROL_PAYLOAD,
 };
@@ -322,31 +322,20 @@ impl Session {
         self.closing.poll()
     }
 
-    /// Frame an outgoing data message: pass `payload` through the negotiated extension (if any)
-    /// and return the header of a single final frame (unmasked; a client sets
-    /// [`FrameHeader::mask`] and masks the payload) with the payload to write after it.
-    ///
-    /// Without an extension (or for a control opcode) the payload is `payload` itself, with no
-    /// copy. With one, it is written into `scratch` (cleared first) and the header carries the
-    /// RSV bits the extension chose.
+    /// Frame an outgoing data message with the session's extension: [`extension::encode_message`]
+    /// (see there). Without an extension the payload is returned as it is, with no copy.
     pub fn encode_message<'p>(
         &mut self,
         opcode: OpCode,
         payload: &'p [u8],
         scratch: &'p mut Vec<u8>,
     ) -> Result<(FrameHeader, &'p [u8]), ExtensionError> {
-        let ext = match self.extension.0.as_mut() {
-            Some(ext) if !opcode.is_control() => ext,
-            _ => {
-                let header = FrameHeader::new(true, opcode, None, payload.len() as u64);
-                return Ok((header, payload));
-            }
-        };
-        scratch.clear();
-        let rsv = ext.encode(opcode, payload, scratch)? & ext.rsv_bits() & 0x7;
-        let mut header = FrameHeader::new(true, opcode, None, scratch.len() as u64);
-        header.rsv = rsv;
-        Ok((header, scratch.as_slice()))
+        let ext = self
+            .extension
+            .0
+            .as_mut()
+            .map(|ext| &mut **ext as &mut dyn Extension);
+        extension::encode_message(ext, opcode, payload, scratch)
     }
 
     /// Consume bytes from the start of `buf` (unmasking them in place) and return how many were
