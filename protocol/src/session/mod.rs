@@ -13,9 +13,8 @@
 //! "We send close" is a close handed out by [`Session::poll_transmit`], or one the caller sent on
 //! its own and reported with [`Session::close_sent`].
 
-use std::str;
-
 use std::fmt;
+use std::str;
 
 use crate::error::{ExtensionError, ProtocolError};
 use crate::extension::{self, Extension};
