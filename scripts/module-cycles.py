@@ -124,7 +124,9 @@ def group_after(code, pos):
     return code[pos + 1:]
 
 
-PATH_RE = re.compile(r"(?<![A-Za-z0-9_$])(crate|(?:super\s*::\s*)+)\s*::\s*(\{|[A-Za-z_][A-Za-z0-9_]*)")
+PATH_RE = re.compile(
+    r"(?<![A-Za-z0-9_$])(crate\s*::|(?:super\s*::\s*)+)\s*(\{|[A-Za-z_][A-Za-z0-9_]*)"
+)
 MOD_RE = re.compile(r"(?<![A-Za-z0-9_])mod\s+([A-Za-z_][A-Za-z0-9_]*)\s*\{")
 
 
@@ -152,7 +154,7 @@ def references(path, file_depth):
     out = []
     for m in PATH_RE.finditer(code):
         head, seg = m.group(1), m.group(2)
-        if head == "crate":
+        if head.startswith("crate"):
             rest_depth = 0  # the path continues at the crate root
         else:
             supers = head.count("super")

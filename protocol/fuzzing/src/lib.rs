@@ -27,12 +27,15 @@ mod http;
 mod input;
 mod model;
 mod scenario;
+mod session_input;
 mod text;
 mod wire;
 
 pub use frames::{frame_decoder, roundtrip, RoundtripInput};
 pub use http::handshake;
-pub use scenario::{session, CloseBody, Op, Owned, SessionInput};
+pub use model::Owned;
+pub use scenario::session;
+pub use session_input::{CloseBody, Op, SessionInput};
 pub use text::utf8;
 
 /// Replay one input of `target` (a fuzz target's name). Returns false for an unknown target, or

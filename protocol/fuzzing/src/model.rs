@@ -3,9 +3,8 @@
 
 use std::str;
 
-use hydrogen_ws_protocol::{ProtocolError, Role, SessionConfig, SessionState};
+use hydrogen_ws_protocol::{Event, ProtocolError, Role, SessionConfig, SessionState};
 
-use crate::scenario::Owned;
 use crate::wire::{SentFrame, Step};
 
 /// What the model expects: events with the offset where each completes, and the error with the
@@ -181,5 +180,35 @@ impl Model {
         } else {
             Owned::Binary(bytes)
         }))
+    }
+}
+
+/// An event with owned data, so that events from different runs (or feeding patterns) can be kept and
+/// compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owned {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+    /// A ping's payload.
+    Ping(Vec<u8>),
+    /// A pong's payload.
+    Pong(Vec<u8>),
+    /// A close frame: code and reason, if it had a body.
+    Close(Option<(u16, String)>),
+}
+
+impl Owned {
+    /// The event's data, owned; `None` for [`Event::None`].
+    pub fn from_event(ev: &Event<'_>) -> Option<Owned> {
+        Some(match ev {
+            Event::None => return None,
+            Event::Message(hydrogen_ws_protocol::Message::Text(t)) => Owned::Text((*t).to_owned()),
+            Event::Message(hydrogen_ws_protocol::Message::Binary(b)) => Owned::Binary(b.to_vec()),
+            Event::Ping(p) => Owned::Ping(p.to_vec()),
+            Event::Pong(p) => Owned::Pong(p.to_vec()),
+            Event::Close(c) => Owned::Close(c.map(|c| (c.code.0, c.reason.to_owned()))),
+        })
     }
 }

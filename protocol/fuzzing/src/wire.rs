@@ -1,7 +1,7 @@
 //! The `session` target's wire: the peer's frames written by hand from RFC 6455 section 5.2, with
 //! the steps (frames, our own close, unmodelled bytes) and where each lies in the stream.
 
-use crate::scenario::{CloseBody, Op};
+use crate::session_input::{CloseBody, Op};
 use crate::xor_key;
 
 /// A frame as the peer put it on the wire.
