@@ -59,12 +59,12 @@ mkdir -p "$logs"
 stat() { sed -n "s/^stat::$1: *//p" "$2" | tail -n 1; }
 
 # Run a target's corpus once and print the edges covered in each function of the protocol crate
-# (its fuzzing module left out). A lower bound: code the optimiser inlined into a caller counts
+# (the fuzzing crate, in protocol/fuzzing/src, left out). A lower bound: code the optimiser inlined into a caller counts
 # under the caller, and inlined into the harness it is not listed.
 coverage() {
   local t=$1 out=$logs/$t.coverage
   "$bin/$t" -runs=0 -print_coverage=1 "corpus/$t" >"$out" 2>&1 || true
-  grep -E '^(UN)?COVERED_FUNC:' "$out" | grep '/protocol/src/' | grep -v '/protocol/src/fuzzing' |
+  grep -E '^(UN)?COVERED_FUNC:' "$out" | grep '/protocol/src/' |
     sed -E 's/^(UN)?COVERED_FUNC: hits: ([0-9]+) edges: ([0-9]+)\/([0-9]+) (.*) (\/[^ ]*\/protocol\/src\/[^ ]*)$/\3 \4 \5/' |
     awk '{ c += $1; n += $2; f += ($1 > 0); k++; name = $3; for (i = 4; i <= NF; i++) name = name " " $i;
            if ($1 > 0) printf "    %4d/%-4d %s\n", $1, $2, name }
@@ -137,7 +137,7 @@ for t in "${targets[@]}"; do
       echo "input:    fuzz/$artifact"
       echo "replay:   cd fuzz && cargo +nightly fuzz run $t $artifact"
       echo "minimise: cd fuzz && cargo +nightly fuzz tmin $t $artifact"
-      echo "as test:  copy it to protocol/tests/fuzz-regressions/$t/<bug-name> (see fuzz/README.md)"
+      echo "as test:  copy it to protocol/fuzzing/tests/fuzz-regressions/$t/<bug-name> (see fuzz/README.md)"
     fi
   fi
 done

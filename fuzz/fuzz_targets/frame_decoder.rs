@@ -1,3 +1,3 @@
 #![no_main]
-// Checks: hydrogen_ws_protocol::fuzzing::frame_decoder.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| hydrogen_ws_protocol::fuzzing::frame_decoder(data));
+// Checks: hydrogen_ws_fuzzing::frame_decoder.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| hydrogen_ws_fuzzing::frame_decoder(data));

@@ -1,3 +1,3 @@
 #![no_main]
-// Checks: hydrogen_ws_protocol::fuzzing::handshake.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| hydrogen_ws_protocol::fuzzing::handshake(data));
+// Checks: hydrogen_ws_fuzzing::handshake.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| hydrogen_ws_fuzzing::handshake(data));

@@ -1,5 +1,5 @@
 #![no_main]
-// Checks: hydrogen_ws_protocol::fuzzing::roundtrip.
-use hydrogen_ws_protocol::fuzzing::{roundtrip, RoundtripInput};
+// Checks: hydrogen_ws_fuzzing::roundtrip.
+use hydrogen_ws_fuzzing::{roundtrip, RoundtripInput};
 
 libfuzzer_sys::fuzz_target!(|input: RoundtripInput| roundtrip(&input));

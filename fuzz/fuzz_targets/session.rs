@@ -1,5 +1,5 @@
 #![no_main]
-// Checks: hydrogen_ws_protocol::fuzzing::session.
-use hydrogen_ws_protocol::fuzzing::{session, SessionInput};
+// Checks: hydrogen_ws_fuzzing::session.
+use hydrogen_ws_fuzzing::{session, SessionInput};
 
 libfuzzer_sys::fuzz_target!(|input: SessionInput| session(&input));

@@ -1,12 +1,13 @@
 //! Typed errors for each layer, and the one place where they are mapped to the wire.
 //!
-//! A handshake failure becomes an HTTP status (and a complete refusal response); a protocol
-//! failure after the upgrade becomes a close code. Nothing else in the crate decides either.
+//! A handshake failure becomes an HTTP status, a reason and the headers its refusal must carry
+//! (the bytes of that refusal are rendered by [`refusal`](crate::handshake::refusal), the one
+//! place that writes HTTP responses); a protocol failure after the upgrade becomes a close code
+//! and a reason. Nothing else in the crate decides either.
 
 use std::fmt;
 
-use crate::handshake::refusal;
-use crate::message::CloseCode;
+use crate::close_code::CloseCode;
 
 /// Why an HTTP upgrade request was refused.
 #[non_exhaustive]
@@ -95,19 +96,15 @@ impl HandshakeError {
         }
     }
 
-    /// Extra response headers that the refusal must carry.
-    fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
+    /// Extra response headers that the refusal must carry (`Allow` for 405, `Upgrade` for 426,
+    /// `Sec-WebSocket-Version` for a version refusal).
+    pub fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
         match self {
             HandshakeError::MethodNotAllowed => &[("Allow", "GET")],
             HandshakeError::MissingUpgrade => &[("Upgrade", "websocket")],
             HandshakeError::UnsupportedVersion => &[("Sec-WebSocket-Version", "13")],
             _ => &[],
         }
-    }
-
-    /// The complete HTTP refusal response (status line, headers, body), ready to write.
-    pub fn response(&self) -> Vec<u8> {
-        refusal(self.status(), self.reason(), self.extra_headers())
     }
 }
 
@@ -128,8 +125,13 @@ impl std::error::Error for HandshakeError {}
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProtocolError {
-    /// RSV1-3 set while no extension is negotiated.
+    /// An RSV bit set that no negotiated extension claims (any RSV bit when there is none).
     ReservedBits,
+    /// An RSV bit an extension claims, on a frame where it may not appear: a continuation or
+    /// control frame (RFC 7692 section 6: only the first frame of a data message carries it).
+    ExtensionBitsMisplaced,
+    /// The negotiated extension could not decode a message (for example corrupt compressed data).
+    ExtensionPayload,
     /// An opcode reserved by RFC 6455 (3-7, 11-15). Carries the opcode.
     ReservedOpcode(u8),
     /// A control frame without FIN.
@@ -167,8 +169,11 @@ impl ProtocolError {
             ProtocolError::FrameTooLarge | ProtocolError::MessageTooLarge => {
                 CloseCode::MESSAGE_TOO_BIG
             }
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::ExtensionPayload => {
+                CloseCode::INVALID_PAYLOAD
+            }
             ProtocolError::ReservedBits
+            | ProtocolError::ExtensionBitsMisplaced
             | ProtocolError::ReservedOpcode(_)
             | ProtocolError::ControlFragmented
             | ProtocolError::ControlTooLong
@@ -187,6 +192,10 @@ impl ProtocolError {
     pub fn reason(&self) -> &'static str {
         match self {
             ProtocolError::ReservedBits => "reserved bits set without an extension",
+            ProtocolError::ExtensionBitsMisplaced => {
+                "extension bits on a continuation or control frame"
+            }
+            ProtocolError::ExtensionPayload => "the extension could not decode the message",
             ProtocolError::ReservedOpcode(_) => "reserved opcode",
             ProtocolError::ControlFragmented => "fragmented control frame",
             ProtocolError::ControlTooLong => "control frame payload over 125 bytes",
@@ -217,6 +226,38 @@ impl fmt::Display for ProtocolError {
 
 impl std::error::Error for ProtocolError {}
 
+/// Why a negotiated [`Extension`](crate::Extension) could not transform a message.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtensionError {
+    /// The payload is not valid for the extension (for example corrupt compressed data).
+    Invalid,
+    /// The transformed payload would be larger than the limit the extension was given.
+    TooLarge,
+}
+
+impl fmt::Display for ExtensionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ExtensionError::Invalid => "the extension could not decode the payload",
+            ExtensionError::TooLarge => "the decoded payload is over the message size limit",
+        })
+    }
+}
+
+impl std::error::Error for ExtensionError {}
+
+/// A received message the extension failed on fails the connection: 1007 for a payload it cannot
+/// decode, 1009 for one that decodes to more than the message size limit.
+impl From<ExtensionError> for ProtocolError {
+    fn from(e: ExtensionError) -> Self {
+        match e {
+            ExtensionError::Invalid => ProtocolError::ExtensionPayload,
+            ExtensionError::TooLarge => ProtocolError::MessageTooLarge,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +266,8 @@ mod tests {
     fn reasons_fit_in_a_close_frame() {
         let all = [
             ProtocolError::ReservedBits,
+            ProtocolError::ExtensionBitsMisplaced,
+            ProtocolError::ExtensionPayload,
             ProtocolError::ReservedOpcode(3),
             ProtocolError::ControlFragmented,
             ProtocolError::ControlTooLong,
@@ -245,20 +288,5 @@ mod tests {
             assert!(e.close_code().is_sendable());
             assert!(!e.to_string().is_empty());
         }
-    }
-
-    #[test]
-    fn refusals_carry_required_headers() {
-        let r = String::from_utf8(HandshakeError::MethodNotAllowed.response()).unwrap();
-        assert!(r.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
-        assert!(r.contains("\r\nAllow: GET\r\n"));
-        let r = String::from_utf8(HandshakeError::MissingUpgrade.response()).unwrap();
-        assert!(r.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
-        assert!(r.contains("\r\nUpgrade: websocket\r\n"));
-        let r = String::from_utf8(HandshakeError::UnsupportedVersion.response()).unwrap();
-        assert!(r.contains("\r\nSec-WebSocket-Version: 13\r\n"));
-        let r = String::from_utf8(HandshakeError::BadKey.response()).unwrap();
-        assert!(r.starts_with("HTTP/1.1 400 Bad Request\r\n"));
-        assert!(r.ends_with("\r\n\r\nSec-WebSocket-Key must be base64 of 16 bytes\n"));
     }
 }

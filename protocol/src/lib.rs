@@ -6,17 +6,27 @@
 //! I/O, timeouts and shutdown.
 //!
 //! ```text
-//!  bytes ──> handshake ──────────────> frames ──────────────> messages
+//!  bytes ──> handshake ──────────────> frames ──────────────> messages ──> events
 //!            RequestParser             FrameDecoder           Session
-//!            Request::websocket()      (header checks,        (fragments, UTF-8,
-//!            Upgrade::response() ─┐     unmask in place)       ping/pong, close)
+//!            Request::websocket()      (header checks,        (fragments, extension,
+//!            Upgrade::response() ─┐     unmask in place)       UTF-8, ping, close)
 //!                                 │                               │
-//!  bytes <── 101 / refusal <──────┘   encode_frame() <── replies ─┘
+//!  bytes <── 101 / refusal <──────┘   Transmit / encode <─────────┘ poll_transmit():
+//!                                                                   pong, close echo,
+//!                                                                   the error's close
 //! ```
 //!
+//! The RFC's reply rules live in [`Session`]: after each [`Session::read`], the caller writes
+//! what [`Session::poll_transmit`] hands out (see the contract in [`Session`]'s docs). A
+//! negotiated [`Extension`] (the seam for permessage-deflate) claims RSV bits and transforms
+//! message payloads both ways ([`extension`]).
+//!
 //! Errors are typed per layer and mapped to the wire in one place ([`error`]):
-//! [`HandshakeError::status`] / [`HandshakeError::response`] for the HTTP refusal, and
-//! [`ProtocolError::close_code`] for the close frame.
+//! [`HandshakeError::status`] (rendered by [`HandshakeError::response`]) for the HTTP refusal,
+//! and [`ProtocolError::close_code`] for the close frame. Modules import only modules below
+//! them (`scripts/module-cycles.py protocol/src` checks it): [`close_code`] and [`error`] at the
+//! bottom, then [`frame`], [`message`], [`handshake`], [`extension`], [`transmit`], and
+//! [`session`] on top.
 //!
 //! # Example
 //!
@@ -52,6 +62,8 @@
 //! assert_eq!(event, Event::Message(Message::Text("Hello")));
 //! assert_eq!(consumed, 11);
 //!
+//! assert_eq!(session.poll_transmit(), None); // a message owes no reply
+//!
 //! // A reply, as the server would write it (unmasked).
 //! assert_eq!(encode_frame(true, OpCode::Text, b"Hello"), b"\x81\x05Hello");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -60,24 +72,26 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod close_code;
 pub mod error;
+pub mod extension;
 pub mod frame;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod handshake;
 pub mod message;
 pub mod session;
+pub mod transmit;
 
-pub use error::{HandshakeError, ProtocolError};
+pub use close_code::CloseCode;
+pub use error::{ExtensionError, HandshakeError, ProtocolError};
+pub use extension::{encode_message, Extension, RSV1, RSV2, RSV3};
 pub use frame::{
-    apply_mask, encode_frame, encode_masked_frame, Chunk, FrameDecoder, FrameHeader, HeaderBuf,
-    OpCode, Role,
+    apply_mask, encode_frame, encode_masked_frame, Chunk, ControlPayload, FrameDecoder,
+    FrameHeader, HeaderBuf, OpCode, Role, MAX_CONTROL_PAYLOAD,
 };
 pub use handshake::{
     accept_key, parse_request, reason_phrase, refusal, HandshakeLimits, Parsed, Request,
     RequestParser, Upgrade,
 };
-pub use message::{
-    close_payload, parse_close, CloseCode, CloseFrame, ClosePayload, Message, Utf8Validator,
-};
+pub use message::{close_payload, parse_close, CloseFrame, ClosePayload, Message, Utf8Validator};
 pub use session::{Event, Session, SessionConfig, SessionState};
+pub use transmit::Transmit;

@@ -411,3 +411,30 @@ proptest! {
         prop_assert_eq!(whole, split);
     }
 }
+
+#[test]
+fn allowed_rsv_bits_pass_and_others_still_fail() {
+    let frame = |b0: u8| vec![b0, 0x81, 0, 0, 0, 0, b'x'];
+    let mut dec = FrameDecoder::new(Role::Server, 1 << 20);
+    assert_eq!(dec.allowed_rsv(), 0);
+    dec.set_allowed_rsv(0b100);
+    assert_eq!(dec.allowed_rsv(), 0b100);
+    let mut rsv1 = frame(0xC1);
+    match dec.decode(&mut rsv1) {
+        Ok((7, Some(chunk))) => {
+            assert_eq!(chunk.header.rsv, 0b100);
+            assert_eq!(chunk.data, b"x");
+        }
+        other => panic!("{other:?}"),
+    }
+    for b0 in [0xA1, 0x91, 0xE1] {
+        let mut dec = FrameDecoder::new(Role::Server, 1 << 20);
+        dec.set_allowed_rsv(0b100);
+        let mut bytes = frame(b0);
+        assert_eq!(
+            dec.decode(&mut bytes).map(|(n, _)| n),
+            Err(ProtocolError::ReservedBits),
+            "{b0:#x}"
+        );
+    }
+}

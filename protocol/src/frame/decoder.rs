@@ -34,6 +34,8 @@ struct InFrame {
 pub struct FrameDecoder {
     role: Role,
     max_frame_size: u64,
+    /// RSV bits a negotiated extension claims (in `FrameHeader::rsv`'s layout); others are errors.
+    allowed_rsv: u8,
     current: Option<InFrame>,
     error: Option<ProtocolError>,
 }
@@ -44,6 +46,7 @@ impl FrameDecoder {
         FrameDecoder {
             role,
             max_frame_size,
+            allowed_rsv: 0,
             current: None,
             error: None,
         }
@@ -58,7 +61,8 @@ impl FrameDecoder {
     /// due, returns `(0, None)`: more input is needed.
     ///
     /// The header is checked as its bytes arrive, in this order: the checks of
-    /// [`FrameHeader::parse`] on the first two bytes, RSV bits (`ReservedBits`), masking for our
+    /// [`FrameHeader::parse`] on the first two bytes, RSV bits other than the allowed ones
+    /// ([`set_allowed_rsv`](FrameDecoder::set_allowed_rsv); none by default) (`ReservedBits`), masking for our
     /// role (`Unmasked` / `Masked`), then the length rules, then `FrameTooLarge`, all before any
     /// payload byte is consumed. The outcome does not depend on how the input is split. After an
     /// error the decoder keeps returning it.
@@ -115,7 +119,7 @@ impl FrameDecoder {
             return Ok((0, None));
         };
         FrameHeader::check_prefix(b0, b1)?;
-        if b0 & 0x70 != 0 {
+        if (b0 >> 4) & 0x7 & !self.allowed_rsv != 0 {
             return Err(ProtocolError::ReservedBits);
         }
         match (self.role, b1 & 0x80 != 0) {
@@ -161,6 +165,18 @@ impl FrameDecoder {
     /// Change the frame size limit (applies from the next header).
     pub fn set_max_frame_size(&mut self, max: u64) {
         self.max_frame_size = max;
+    }
+
+    /// Let frames carry these RSV bits (in [`FrameHeader::rsv`]'s layout: RSV1 is `0b100`), the
+    /// ones a negotiated extension claims. Which frames may carry them is the caller's rule
+    /// (RFC 7692: only the first frame of a data message), not the decoder's.
+    pub fn set_allowed_rsv(&mut self, bits: u8) {
+        self.allowed_rsv = bits & 0x7;
+    }
+
+    /// The RSV bits frames may carry (none unless [`set_allowed_rsv`](Self::set_allowed_rsv)).
+    pub fn allowed_rsv(&self) -> u8 {
+        self.allowed_rsv
     }
 
     /// The frame size limit.

@@ -2,11 +2,8 @@
 
 use std::ops::Deref;
 
-use super::OpCode;
+use super::{OpCode, MAX_CONTROL_PAYLOAD};
 use crate::error::ProtocolError;
-
-/// Longest control frame payload (RFC 6455 section 5.5).
-pub(crate) const MAX_CONTROL_PAYLOAD: usize = 125;
 
 /// A decoded (or to-be-encoded) frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

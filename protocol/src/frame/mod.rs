@@ -1,16 +1,16 @@
 //! Frames (RFC 6455 section 5): opcodes, headers, masking, encoding, and a streaming decoder.
 
+mod control;
 mod decoder;
 mod header;
 mod mask;
 mod opcode;
 
+pub use control::{ControlPayload, MAX_CONTROL_PAYLOAD};
 pub use decoder::{Chunk, FrameDecoder};
 pub use header::{FrameHeader, HeaderBuf};
 pub use mask::apply_mask;
 pub use opcode::{OpCode, Role};
-
-pub(crate) use header::MAX_CONTROL_PAYLOAD;
 
 /// An unmasked frame (what a server sends): header followed by payload.
 pub fn encode_frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {

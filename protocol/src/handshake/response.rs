@@ -1,4 +1,8 @@
-//! Building responses: the reason phrases and complete refusals.
+//! Building responses: the reason phrases and complete refusals. Every HTTP refusal the crate
+//! produces is rendered here, by [`refusal`]; [`HandshakeError`] only says which status, reason
+//! and headers it maps to.
+
+use crate::error::HandshakeError;
 
 /// The standard reason phrase for an HTTP status code (`"Unknown"` for codes not listed).
 pub fn reason_phrase(status: u16) -> &'static str {
@@ -75,6 +79,15 @@ pub fn refusal(status: u16, body: &str, extra_headers: &[(&str, &str)]) -> Vec<u
     out
 }
 
+impl HandshakeError {
+    /// The complete HTTP refusal response (status line, headers, body), ready to write:
+    /// [`refusal`] of [`status`](HandshakeError::status), [`reason`](HandshakeError::reason) and
+    /// [`extra_headers`](HandshakeError::extra_headers).
+    pub fn response(&self) -> Vec<u8> {
+        refusal(self.status(), self.reason(), self.extra_headers())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +117,20 @@ Content-Type: text/plain; charset=utf-8\r\nContent-Length: 5\r\nRetry-After: 1\r
             assert_ne!(reason_phrase(code), "Unknown", "{code}");
         }
         assert_eq!(reason_phrase(299), "Unknown");
+    }
+
+    #[test]
+    fn refusals_carry_required_headers() {
+        let r = String::from_utf8(HandshakeError::MethodNotAllowed.response()).unwrap();
+        assert!(r.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
+        assert!(r.contains("\r\nAllow: GET\r\n"));
+        let r = String::from_utf8(HandshakeError::MissingUpgrade.response()).unwrap();
+        assert!(r.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
+        assert!(r.contains("\r\nUpgrade: websocket\r\n"));
+        let r = String::from_utf8(HandshakeError::UnsupportedVersion.response()).unwrap();
+        assert!(r.contains("\r\nSec-WebSocket-Version: 13\r\n"));
+        let r = String::from_utf8(HandshakeError::BadKey.response()).unwrap();
+        assert!(r.starts_with("HTTP/1.1 400 Bad Request\r\n"));
+        assert!(r.ends_with("\r\n\r\nSec-WebSocket-Key must be base64 of 16 bytes\n"));
     }
 }

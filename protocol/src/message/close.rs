@@ -2,55 +2,9 @@
 
 use std::str;
 
+use crate::close_code::CloseCode;
 use crate::error::ProtocolError;
-use crate::frame::MAX_CONTROL_PAYLOAD;
-
-/// A close status code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CloseCode(pub u16);
-
-impl CloseCode {
-    /// 1000: normal closure.
-    pub const NORMAL: CloseCode = CloseCode(1000);
-    /// 1001: the endpoint is going away (server shutdown, page navigation).
-    pub const GOING_AWAY: CloseCode = CloseCode(1001);
-    /// 1002: protocol error.
-    pub const PROTOCOL_ERROR: CloseCode = CloseCode(1002);
-    /// 1003: a data type the endpoint cannot accept.
-    pub const UNSUPPORTED_DATA: CloseCode = CloseCode(1003);
-    /// 1005: no status code was present (never sent on the wire).
-    pub const NO_STATUS: CloseCode = CloseCode(1005);
-    /// 1006: closed without a close frame (never sent on the wire).
-    pub const ABNORMAL: CloseCode = CloseCode(1006);
-    /// 1007: payload inconsistent with the message type (e.g. invalid UTF-8).
-    pub const INVALID_PAYLOAD: CloseCode = CloseCode(1007);
-    /// 1008: policy violation.
-    pub const POLICY_VIOLATION: CloseCode = CloseCode(1008);
-    /// 1009: message too big.
-    pub const MESSAGE_TOO_BIG: CloseCode = CloseCode(1009);
-    /// 1010: the client expected an extension the server did not negotiate.
-    pub const MANDATORY_EXTENSION: CloseCode = CloseCode(1010);
-    /// 1011: internal server error.
-    pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
-    /// 1012: service restart.
-    pub const SERVICE_RESTART: CloseCode = CloseCode(1012);
-    /// 1013: try again later.
-    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
-    /// 1014: bad gateway.
-    pub const BAD_GATEWAY: CloseCode = CloseCode(1014);
-
-    /// Whether this code may appear in a close frame on the wire: 1000-1003, 1007-1014 and
-    /// 3000-4999. 1004-1006 and 1015 are reserved, and everything else is unassigned.
-    pub fn is_sendable(self) -> bool {
-        matches!(self.0, 1000..=1003 | 1007..=1014 | 3000..=4999)
-    }
-}
-
-impl From<u16> for CloseCode {
-    fn from(code: u16) -> Self {
-        CloseCode(code)
-    }
-}
+use crate::frame::{ControlPayload, MAX_CONTROL_PAYLOAD};
 
 /// A parsed close frame payload.
 // In declaration order (`repr(C)`), so that the code's two bytes sit where an `Event::Message` has its
@@ -83,26 +37,7 @@ pub fn parse_close(payload: &[u8]) -> Result<Option<CloseFrame<'_>>, ProtocolErr
 }
 
 /// A close frame payload on the stack: a 2-byte code and a reason of at most 123 bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClosePayload {
-    bytes: [u8; MAX_CONTROL_PAYLOAD],
-    len: u8,
-}
-
-impl ClosePayload {
-    /// The encoded payload.
-    pub fn as_bytes(&self) -> &[u8] {
-        self.bytes
-            .get(..usize::from(self.len))
-            .unwrap_or(&self.bytes)
-    }
-}
-
-impl AsRef<[u8]> for ClosePayload {
-    fn as_ref(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
+pub type ClosePayload = ControlPayload;
 
 /// Build a close payload: the code, then `reason` truncated on a character boundary so that the
 /// whole payload fits in 125 bytes. The code is written as given (callers should send only codes
@@ -119,10 +54,7 @@ pub fn close_payload(code: CloseCode, reason: &str) -> ClosePayload {
     for (d, s) in bytes.iter_mut().zip(code.iter().chain(reason)) {
         *d = *s;
     }
-    ClosePayload {
-        bytes,
-        len: (2 + cut) as u8,
-    }
+    ControlPayload::from_parts(bytes, 2 + cut)
 }
 
 #[cfg(test)]
@@ -133,17 +65,6 @@ mod tests {
     fn the_code_is_laid_out_first() {
         // See the comment on `CloseFrame`: the code must not share bytes with a message's length.
         assert_eq!(std::mem::offset_of!(CloseFrame<'_>, code), 0);
-    }
-
-    #[test]
-    fn sendable_codes() {
-        for c in 0..=u16::MAX {
-            let expect = matches!(c, 1000..=1003 | 1007..=1014 | 3000..=4999);
-            assert_eq!(CloseCode(c).is_sendable(), expect, "{c}");
-        }
-        assert!(!CloseCode::NO_STATUS.is_sendable());
-        assert!(!CloseCode::ABNORMAL.is_sendable());
-        assert!(!CloseCode(1015).is_sendable());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 mod close;
 mod utf8;
 
-pub use close::{close_payload, parse_close, CloseCode, CloseFrame, ClosePayload};
+pub use crate::close_code::CloseCode;
+pub use close::{close_payload, parse_close, CloseFrame, ClosePayload};
 pub use utf8::Utf8Validator;
 
 use crate::frame::OpCode;

@@ -1,11 +1,33 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use hydrogen_ws_protocol::{ProtocolError, Session};
+use hydrogen_ws_protocol::{Event, Message, ProtocolError, Session};
 
-/// An event with owned data, so results from different feeding patterns can be compared (the fuzzing
-/// module's, which its session model compares the same way).
-pub use hydrogen_ws_protocol::fuzzing::Owned;
+/// An event with owned data, so results from different feeding patterns can be compared. (The
+/// fuzzing crate has its own for its session model: a dev-dependency on it would build a second
+/// copy of this crate, whose types would not match ours.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owned {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    Close(Option<(u16, String)>),
+}
+
+impl Owned {
+    /// The event's data, owned; `None` for [`Event::None`].
+    pub fn from_event(ev: &Event<'_>) -> Option<Owned> {
+        Some(match ev {
+            Event::None => return None,
+            Event::Message(Message::Text(t)) => Owned::Text((*t).to_owned()),
+            Event::Message(Message::Binary(b)) => Owned::Binary(b.to_vec()),
+            Event::Ping(p) => Owned::Ping(p.to_vec()),
+            Event::Pong(p) => Owned::Pong(p.to_vec()),
+            Event::Close(c) => Owned::Close(c.map(|c| (c.code.0, c.reason.to_owned()))),
+        })
+    }
+}
 
 /// `input` cut at `cuts` (offsets into it; out of range or repeated ones ignored), in order, each piece
 /// with the offset where it ends.

@@ -3,7 +3,7 @@
 use std::str;
 
 use super::{pieces, split_spec};
-use crate::message::Utf8Validator;
+use hydrogen_ws_protocol::Utf8Validator;
 
 /// The incremental validator against `std::str::from_utf8`: fed the pieces of [`split_spec`]
 /// (and byte by byte), it must fail at exactly the piece after which the input can no longer be

@@ -99,11 +99,11 @@ impl Writer {
     }
 }
 
-#[cfg(feature = "fuzzing")]
+#[cfg(feature = "arbitrary")]
 mod arbitrary_impls {
     use arbitrary::{Arbitrary, Result, Unstructured};
 
-    use crate::fuzzing::{RoundtripInput, SessionInput};
+    use crate::{RoundtripInput, SessionInput};
 
     impl<'a> Arbitrary<'a> for SessionInput {
         fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {

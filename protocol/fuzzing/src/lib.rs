@@ -1,30 +1,41 @@
-//! Entry points for the fuzz targets, kept in the crate so that libFuzzer, `cargo test` and a
-//! debugger all replay a crash through the same code. Each `fuzz/fuzz_targets/<name>.rs` is one
-//! line calling the function of the same name; `protocol/tests/fuzz_regressions.rs` calls
-//! [`replay`]. Every function panics on a broken invariant, and on nothing else.
+//! Entry points for the fuzz targets of [`hydrogen_ws_protocol`], in their own `publish = false`
+//! crate so that the protocol crate does not compile them into every build, and so that
+//! libFuzzer, `cargo test` and a debugger all replay a crash through the same code. Each
+//! `fuzz/fuzz_targets/<name>.rs` is one line calling the function of the same name;
+//! `tests/fuzz_regressions.rs` (in this crate) calls [`replay`]. Every function panics on a
+//! broken invariant, and on nothing else. They use only the protocol crate's public API.
 //!
 //! | target          | input                                  | what must hold                         |
 //! |-----------------|----------------------------------------|----------------------------------------|
 //! | [`handshake`]   | raw request bytes                      | whole, split and byte-by-byte parses agree; accepted -> a well-formed 101 with the right accept key; refused -> a well-formed response with the error's status |
 //! | [`frame_decoder`] | [`split_spec`] + frame bytes         | split and byte-by-byte decoding give the same frames and error as whole; every frame obeys the header rules and re-encodes to its exact bytes |
-//! | [`session`]     | [`SessionInput`] (structured)          | no panic; events match an independent model of RFC 6455; the assembly buffer stays within the message limit; every error maps to its close code; nothing is delivered after a close |
-//! | [`utf8`]        | [`split_spec`] + text bytes            | [`Utf8Validator`](crate::Utf8Validator) fails at exactly the piece where `std::str::from_utf8` says the prefix can no longer be UTF-8 |
+//! | [`session`]     | [`SessionInput`] (structured)          | no panic; events match an independent model of RFC 6455; the assembly buffer stays within the message limit; every error maps to its close code; `poll_transmit` hands out exactly the replies the RFC requires (a pong per ping, the echo of the peer's close, the error's close, none after ours); nothing is delivered after a close |
+//! | [`utf8`]        | [`split_spec`] + text bytes            | [`Utf8Validator`](hydrogen_ws_protocol::Utf8Validator) fails at exactly the piece where `std::str::from_utf8` says the prefix can no longer be UTF-8 |
 //! | [`roundtrip`]   | [`RoundtripInput`] (structured)        | header -> encode -> parse, and frame -> encode -> decode, give it back in both roles, or the error the RFC asks for |
 //!
 //! The structured inputs are decoded by a small hand-written reader with an exact inverse
 //! (`from_bytes` / `to_bytes`): seeds are written from real scenarios, and crash files replay
-//! without the `arbitrary` crate. With the `fuzzing` feature that reader is also their
+//! without the `arbitrary` crate. With the `arbitrary` feature that reader is also their
 //! `arbitrary::Arbitrary` implementation, which is what the fuzz targets take.
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod checks;
 mod frames;
 mod http;
 mod input;
+mod model;
 mod scenario;
+mod session_input;
 mod text;
+mod wire;
 
 pub use frames::{frame_decoder, roundtrip, RoundtripInput};
 pub use http::handshake;
-pub use scenario::{session, CloseBody, Op, Owned, SessionInput};
+pub use model::Owned;
+pub use scenario::session;
+pub use session_input::{CloseBody, Op, SessionInput};
 pub use text::utf8;
 
 /// Replay one input of `target` (a fuzz target's name). Returns false for an unknown target, or

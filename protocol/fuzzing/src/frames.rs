@@ -2,8 +2,10 @@
 
 use super::input::{Reader, Writer};
 use super::{pieces, split_spec, xor_key};
-use crate::error::ProtocolError;
-use crate::frame::{encode_frame, encode_masked_frame, FrameDecoder, FrameHeader, OpCode, Role};
+use hydrogen_ws_protocol::ProtocolError;
+use hydrogen_ws_protocol::{
+    encode_frame, encode_masked_frame, FrameDecoder, FrameHeader, OpCode, Role,
+};
 
 /// Size limits the `frame_decoder` target selects from (bits 4-6 of the first byte).
 const FRAME_LIMITS: [u64; 8] = [1 << 16, 0, 1, 125, 126, 65_535, 65_536, u64::MAX];
@@ -203,7 +205,7 @@ fn control_rule(h: &FrameHeader) -> Result<(), ProtocolError> {
 }
 
 /// Encode then decode: a header with any length through [`FrameHeader::encode`] (and
-/// [`crate::frame::HeaderBuf::append_to`]) / [`FrameHeader::parse`] (bytes checked against the RFC's
+/// [`HeaderBuf::append_to`](hydrogen_ws_protocol::HeaderBuf::append_to)) / [`FrameHeader::parse`] (bytes checked against the RFC's
 /// layout, every prefix incomplete or the same error); then a whole frame through [`FrameDecoder`] as
 /// the server receives it (masked) and as the client does (unmasked), cut in two, giving back header
 /// and payload or the error due; the role it is not meant for must refuse it for its masking.

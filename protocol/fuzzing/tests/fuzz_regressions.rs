@@ -1,18 +1,19 @@
 //! Fuzzing, replayed by `cargo test`.
 //!
 //! - Every input a fuzz target ever failed on is kept in `tests/fuzz-regressions/<target>/`,
-//!   named after the bug, and replayed here through the same `hydrogen_ws_protocol::fuzzing`
+//!   named after the bug, and replayed here through the same `hydrogen_ws_fuzzing`
 //!   function the target calls; the bug's root cause is written next to its test below.
 //! - The seeds in `fuzz/seeds/<target>/` are written from the scenarios in this file (so they
 //!   stay meaningful when an input format changes) and replayed too. After changing a scenario
 //!   or a format, rewrite them with
-//!   `HYDROGEN_WRITE_SEEDS=1 cargo test -p hydrogen-ws-protocol --test fuzz_regressions`.
+//!   `HYDROGEN_WRITE_SEEDS=1 cargo test -p hydrogen-ws-fuzzing --test fuzz_regressions`.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use hydrogen_ws_protocol::fuzzing::{self, CloseBody, Op, RoundtripInput, SessionInput};
+use hydrogen_ws_fuzzing as fuzzing;
+use hydrogen_ws_fuzzing::{CloseBody, Op, RoundtripInput, SessionInput};
 use hydrogen_ws_protocol::{encode_frame, encode_masked_frame, parse_request, OpCode, Parsed};
 
 const TARGETS: [&str; 5] = ["handshake", "frame_decoder", "session", "utf8", "roundtrip"];
@@ -58,7 +59,7 @@ fn crash_inputs_replay() {
 
 #[test]
 fn seeds_replay() {
-    let root = dir("../fuzz/seeds");
+    let root = dir("../../fuzz/seeds");
     for target in TARGETS {
         for (name, data) in files(&root, target) {
             assert!(fuzzing::replay(target, &data), "{target}/{name}");
@@ -70,7 +71,7 @@ fn seeds_replay() {
 /// write them).
 #[test]
 fn seeds_are_up_to_date() {
-    let root = dir("../fuzz/seeds");
+    let root = dir("../../fuzz/seeds");
     let want = seeds();
     if std::env::var_os("HYDROGEN_WRITE_SEEDS").is_some() {
         for target in TARGETS {

@@ -3,8 +3,8 @@
 use std::str;
 
 use super::{is_token, pieces};
-use crate::error::HandshakeError;
-use crate::handshake::{
+use hydrogen_ws_protocol::HandshakeError;
+use hydrogen_ws_protocol::{
     accept_key, parse_request, reason_phrase, HandshakeLimits, Parsed, Request, RequestParser,
     Upgrade,
 };
