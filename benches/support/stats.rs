@@ -65,8 +65,11 @@ impl Latencies {
 
     /// Records one latency.
     pub fn record(&mut self, d: Duration) {
-        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.0.saturating_record(ns.max(1));
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1);
+        // `record` grows the histogram as needed; only a value beyond any range is clamped.
+        if self.0.record(ns).is_err() {
+            self.0.saturating_record(ns);
+        }
     }
 
     /// Adds another histogram's counts.
