@@ -154,21 +154,10 @@ pub fn run_point(
             server.pid()
         );
     }
-    let me = std::process::id();
-    let (m0, c0, t0) = (
-        ctl.received.load(Ordering::Relaxed),
-        cpu_seconds(server.pid()),
-        Instant::now(),
-    );
-    let (b0, s0) = (machine_busy_seconds(), cpu_seconds(me));
+    let start = Reading::take(&ctl, server.pid());
     ctl.measuring.store(true, Ordering::Relaxed);
     thread::sleep(Duration::from_secs_f64(secs));
-    let (m1, c1, t1) = (
-        ctl.received.load(Ordering::Relaxed),
-        cpu_seconds(server.pid()),
-        Instant::now(),
-    );
-    let (b1, s1) = (machine_busy_seconds(), cpu_seconds(me));
+    let end = Reading::take(&ctl, server.pid());
     ctl.measuring.store(false, Ordering::Relaxed);
     ctl.stop.store(true, Ordering::Relaxed);
 
@@ -181,15 +170,42 @@ pub fn run_point(
         back.extend(r.conns);
         rtts.merge(&r.rtts);
     }
+    let cpu = end.server_cpu - start.server_cpu;
+    let client = end.client_cpu - start.client_cpu;
     let sample = Sample {
-        msgs: m1 - m0,
-        secs: (t1 - t0).as_secs_f64(),
-        cpu: c1 - c0,
-        others: ((b1 - b0) - (c1 - c0) - (s1 - s0)).max(0.0),
-        client: s1 - s0,
+        msgs: end.msgs - start.msgs,
+        secs: (end.at - start.at).as_secs_f64(),
+        cpu,
+        others: ((end.machine_busy - start.machine_busy) - cpu - client).max(0.0),
+        client,
         // Pipelined round trips are not timed (they measure the window, not the server).
         rtts: if pipelined { Latencies::new() } else { rtts },
         ok,
     };
     (sample, ok.then_some(back))
+}
+
+/// The counters at one edge of a measured window.
+struct Reading {
+    /// Echoes the client threads have received.
+    msgs: u64,
+    /// The server's CPU seconds.
+    server_cpu: f64,
+    at: Instant,
+    /// The whole machine's busy CPU seconds.
+    machine_busy: f64,
+    /// This bench's own CPU seconds (its load client).
+    client_cpu: f64,
+}
+
+impl Reading {
+    fn take(ctl: &Control, server_pid: u32) -> Reading {
+        Reading {
+            msgs: ctl.received.load(Ordering::Relaxed),
+            server_cpu: cpu_seconds(server_pid),
+            at: Instant::now(),
+            machine_busy: machine_busy_seconds(),
+            client_cpu: cpu_seconds(std::process::id()),
+        }
+    }
 }

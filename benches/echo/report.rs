@@ -59,15 +59,11 @@ pub fn print_table(results: &[Point], plan: &Plan) {
     println!(
         "others = cores used during the point by processes other than the servers and this bench (noise)"
     );
-    println!();
-    println!(
-        "| mode | conns |   size | ours msg/s | tung msg/s | ours us CPU/msg | tung us CPU/msg | tung/ours CPU | ours p50/p99 us | tung p50/p99 us | floor us CPU/msg | floor p50/p99 us | others |"
+    print_head(
+        "| mode | conns |   size | ours msg/s | tung msg/s | ours us CPU/msg | tung us CPU/msg | tung/ours CPU | ours p50/p99 us | tung p50/p99 us | floor us CPU/msg | floor p50/p99 us | others |",
+        "|------|------:|-------:|-----------:|-----------:|----------------:|----------------:|--------------:|----------------:|----------------:|-----------------:|-----------------:|-------:|",
     );
-    println!(
-        "|------|------:|-------:|-----------:|-----------:|----------------:|----------------:|--------------:|----------------:|----------------:|-----------------:|-----------------:|-------:|"
-    );
-    let keys = table_order(by_key.keys());
-    for key in keys {
+    for key in table_order(by_key.keys()) {
         let [ours, tung, floor] = by_key[&key];
         let rate = |p: Option<&Point>| p.map_or("-".into(), |p| format!("{:.0}", p.msgs_per_s));
         let cpu = |p: Option<&Point>| {
@@ -146,15 +142,11 @@ pub fn print_runs(results: &[Point], plan: &Plan) {
         "targets (issue 7): pipelined 1 KiB: at most 0.5 us of CPU; one in flight, 10 conns, 64 B: at most 6 us \
          of CPU, p50 under 40 us, p99 under 100 us"
     );
-    println!();
-    println!(
-        "| mode | conns |   size | server      | runs | us CPU/msg, median (min-max) | / floor | / base | p50 us, median | p99 us, median (min-max) | client us CPU/msg | runs within the targets |"
+    print_head(
+        "| mode | conns |   size | server      | runs | us CPU/msg, median (min-max) | / floor | / base | p50 us, median | p99 us, median (min-max) | client us CPU/msg | runs within the targets |",
+        "|------|------:|-------:|-------------|-----:|-----------------------------:|--------:|-------:|---------------:|-------------------------:|------------------:|-------------------------|",
     );
-    println!(
-        "|------|------:|-------:|-------------|-----:|-----------------------------:|--------:|-------:|---------------:|-------------------------:|------------------:|-------------------------|"
-    );
-    let keys = table_order(by_key.keys());
-    for key in keys {
+    for key in table_order(by_key.keys()) {
         let servers = &by_key[&key];
         let relative = |runs: &ByRun<'_>, to: &str| -> String {
             let Some(other) = servers.get(to) else {
@@ -217,4 +209,11 @@ pub fn print_runs(results: &[Point], plan: &Plan) {
 /// "median (min-max)" of the finite values, with `digits` decimals.
 fn spread(values: &[f64], digits: usize) -> String {
     Spread::of(values.iter().copied()).map_or("-".into(), |s| s.text(digits))
+}
+
+/// A blank line, then a Markdown table's head and rule.
+fn print_head(head: &str, rule: &str) {
+    println!();
+    println!("{head}");
+    println!("{rule}");
 }
