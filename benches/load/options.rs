@@ -71,7 +71,7 @@ impl Options {
                 "pause-after" => o.pause_after = num(v)?.min(MAX_SECS),
                 _ => {
                     return Err(format!(
-                        "unknown option --{key} (see the doc comment of benches/load.rs)"
+                        "unknown option --{key} (see the doc comment of benches/load/main.rs)"
                     ))
                 }
             }
