@@ -78,11 +78,6 @@ impl Latencies {
         let _ = self.0.add(&other.0);
     }
 
-    /// How many latencies were recorded.
-    pub fn len(&self) -> u64 {
-        self.0.len()
-    }
-
     /// Whether none was recorded.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
