@@ -181,7 +181,7 @@ pub fn client_thread(
                             break;
                         }
                         Ok(k) => {
-                            let done = c.rx.feed(&mut buf[..k]);
+                            let done = c.rx.feed(&buf[..k]);
                             if done == 0 {
                                 continue;
                             }
