@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use hydrogen_ws_protocol::{
     handshake, CloseCode, Event, HandshakeError, OpCode, ProtocolError, Request, RequestParser,
-    Role, Session, SessionConfig, SessionState,
+    Role, Session, SessionConfig, SessionState, Transmit,
 };
 use log::{debug, error, info, warn};
 use socket2::Socket;
@@ -362,7 +362,7 @@ fn run_session(ctx: &WorkerContext, handler: &dyn Handler, conn: &Conn, leftover
         loop {
             let (used, event) = match session.read(&mut buf.unread()[consumed..]) {
                 Ok(step) => step,
-                Err(e) => return fail(ctx, conn, e),
+                Err(e) => return fail(ctx, &mut session, conn, e),
             };
             consumed += used;
             let close_code = match event {
@@ -381,11 +381,11 @@ fn run_session(ctx: &WorkerContext, handler: &dyn Handler, conn: &Conn, leftover
                     }
                     continue;
                 }
-                Event::Ping(payload) => {
-                    // A pong after our close frame is not allowed; the close answers the ping.
-                    match conn.send_frame(OpCode::Pong, payload) {
-                        Ok(()) | Err(SendError::Closed) => continue,
-                        Err(_) => return end_without_close(ctx, conn),
+                Event::Ping(_) => {
+                    // The session queued its pong (unless our close went out: the close answers it).
+                    match send_transmits(&mut session, conn) {
+                        Ok(()) => continue,
+                        Err(()) => return end_without_close(ctx, conn),
                     }
                 }
                 Event::Close(frame) => {
@@ -399,21 +399,14 @@ fn run_session(ctx: &WorkerContext, handler: &dyn Handler, conn: &Conn, leftover
                 // The client answered the shutdown's 1001: the closing handshake is complete.
                 ctx.shutdown.answered.fetch_add(1, Ordering::Relaxed);
             }
-            // The peer's close: answer it (echoing its code) unless ours already went out. (The
-            // lock-free look first: during a shutdown our 1001 has usually just gone out, and the
-            // sequence may still hold the write lock.)
+            // The peer's close: the session queued its answer (echoing the code), which is dropped if
+            // ours already went out behind the session's back (the shutdown's 1001: a lock-free look,
+            // as the sequence may still hold the write lock).
             if session.state() == SessionState::CloseReceived && conn.close_was_sent() {
                 session.close_sent();
             }
-            if session.state() == SessionState::CloseReceived {
-                let sent = match close_code {
-                    Some(code) => conn.close(code, ""),
-                    None => conn.send_frame(OpCode::Close, &[]),
-                };
-                if sent.is_err() && !conn.close_was_sent() {
-                    return end_without_close(ctx, conn);
-                }
-                session.close_sent();
+            if send_transmits(&mut session, conn).is_err() {
+                return end_without_close(ctx, conn);
             }
             return End::Closing;
         }
@@ -511,24 +504,49 @@ fn end_of_input(ctx: &WorkerContext, conn: &Conn, session: &mut Session, buf: &m
     end
 }
 
-/// The peer broke the protocol: send the close code the error maps to, with its reason.
-fn fail(ctx: &WorkerContext, conn: &Conn, error: ProtocolError) -> End {
+/// The peer broke the protocol: send the close the session queued for the error (its close code and
+/// reason), unless ours already went out.
+fn fail(ctx: &WorkerContext, session: &mut Session, conn: &Conn, error: ProtocolError) -> End {
     if ctx.shutdown.started() {
         return End::Shutdown;
     }
     Stats::bump(&ctx.stats.protocol_errors);
-    let code = error.close_code();
     info!(
         "connection {} from {}: closing with {} ({})",
         conn.id,
         conn.peer,
-        code.0,
+        error.close_code().0,
         error.reason()
     );
-    match conn.close(code, error.reason()) {
-        Ok(()) => End::Closing,
-        Err(_) => end_without_close(ctx, conn),
+    if conn.close_was_sent() {
+        session.close_sent();
     }
+    match send_transmits(session, conn) {
+        Ok(()) if conn.close_was_sent() => End::Closing,
+        _ => end_without_close(ctx, conn),
+    }
+}
+
+/// Sends what the session says must go out now, in order: a pong, the answer to a close, the close
+/// after an error. `Err`: the connection broke (a pong refused because our close went out is not an
+/// error: the close answers the ping).
+fn send_transmits(session: &mut Session, conn: &Conn) -> Result<(), ()> {
+    while let Some(transmit) = session.poll_transmit() {
+        let sent = match &transmit {
+            Transmit::Close {
+                code: Some(code),
+                reason,
+            } => conn.close(*code, reason),
+            other => conn.send_frame(other.opcode(), &other.payload()),
+        };
+        match sent {
+            Ok(()) => {}
+            Err(SendError::Closed) if conn.close_was_sent() => {}
+            Err(SendError::Closed) if transmit.opcode() == OpCode::Pong => {}
+            Err(_) => return Err(()),
+        }
+    }
+    Ok(())
 }
 
 /// Waits (bounded) until every data byte written to `socket` (already shut down for writing) has been
