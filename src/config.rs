@@ -64,6 +64,12 @@ pub struct Limits {
     pub send_timeout: Duration,
     /// Time a connection may stay silent before it is closed (1001); `None` disables it.
     pub idle_timeout: Option<Duration>,
+    /// Most handshakes in progress at once (sockets whose request head is still arriving). When a
+    /// newcomer finds them all taken, the one that has waited longest is closed (408): a crowd of silent
+    /// or slow peers cannot lock newcomers out.
+    pub max_pending_handshakes: usize,
+    /// Most connections one client address holds, pending and open together (429 beyond); 0: no limit.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for Limits {
@@ -77,6 +83,8 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(5),
             send_timeout: Duration::from_secs(10),
             idle_timeout: None,
+            max_pending_handshakes: 4096,
+            max_connections_per_ip: 256,
         }
     }
 }
@@ -227,6 +235,9 @@ impl Config {
         }
         if l.max_headers < 8 {
             return Err(ConfigError::new("--max-headers", "must be at least 8"));
+        }
+        if l.max_pending_handshakes == 0 {
+            return Err(ConfigError::new("--max-pending", "must be at least 1"));
         }
         if l.handshake_timeout.is_zero() {
             return Err(ConfigError::new(

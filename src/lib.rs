@@ -91,7 +91,7 @@ pub use hydrogen_ws_protocol as protocol;
 pub use report::{BroadcastReport, ShutdownReport};
 pub use routes::{Route, Routes};
 pub use server::{Server, ServerError};
-pub use stats::{Stats, StatsSnapshot};
+pub use stats::{Admission, Stats, StatsSnapshot};
 pub use status::StatusDocument;
 
 /// The Hydrogen application's constants (topics, intervals).

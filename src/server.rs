@@ -20,7 +20,7 @@ use crate::handler::Handler;
 use crate::registry::Registry;
 use crate::report::{BroadcastReport, ShutdownReport};
 use crate::routes::Routes;
-use crate::runtime::listener::{self, AcceptContext, Job};
+use crate::runtime::admission::{self, AdmissionContext, Job, PerIp};
 use crate::runtime::pool::{self, Pool};
 use crate::runtime::shutdown::{self, ShutdownContext, ShutdownState};
 use crate::runtime::ticker::{self, TickerContext};
@@ -105,6 +105,10 @@ impl Inner {
             close_sent: self.stats.close_codes_sent(),
             close_received: self.stats.close_codes_received(),
             last_shutdown_us: self.stats.last_shutdown_us.load(Ordering::Relaxed),
+            pending: self.stats.pending_handshakes.load(Ordering::Relaxed),
+            admission: self.stats.admission_refusals(),
+            admitted: self.stats.admitted.load(Ordering::Relaxed),
+            admission_wait_us: self.stats.admission_wait_us.load(Ordering::Relaxed),
             uptime: self.started_at.elapsed(),
             listen: self.local_addr,
             shutting_down: self.shutdown.state.started(),
@@ -207,6 +211,16 @@ impl Server {
             .ok()
             .and_then(|a| a.as_socket())
             .unwrap_or(config.listen);
+        // Connections that send nothing stay in the kernel until their first byte (or the handshake
+        // timeout): they never wake the admission stage.
+        let defer =
+            u32::try_from(config.limits.handshake_timeout.as_secs().max(1)).unwrap_or(u32::MAX);
+        if let Err(e) = sys::set_defer_accept(&listener, defer) {
+            log::warn!(
+                "TCP_DEFER_ACCEPT not set ({e}): silent connections wake the admission stage"
+            );
+        }
+        let (poll, waker) = admission::prepare(&listener).map_err(ServerError::Spawn)?;
         let listener = Arc::new(listener);
         let stats = Arc::new(Stats::default());
         let registry = Arc::new(Registry::new(config.threads));
@@ -248,6 +262,7 @@ impl Server {
                     registry: Arc::clone(&registry),
                     stats: Arc::clone(&stats),
                     timeout: config.shutdown_timeout,
+                    admission: waker,
                 },
                 status_cache: Mutex::new(None),
                 server_dropped: AtomicBool::new(false),
@@ -260,18 +275,23 @@ impl Server {
             .sender()
             .ok_or_else(|| ServerError::Spawn(io::Error::other("worker pool released")))?;
         let mut threads = Vec::new();
-        let acceptor = AcceptContext {
+        let admission = AdmissionContext {
             listener,
             pool: Arc::clone(&inner.pool),
+            jobs: jobs_tx,
             stats: Arc::clone(&stats),
             shutdown: Arc::clone(&state),
+            routes: Arc::clone(&routes),
+            server: Arc::downgrade(&inner) as Weak<dyn Control>,
+            limits: config.limits,
             retry_after_secs: config.retry_after_secs,
+            per_ip: Arc::new(PerIp::new(config.limits.max_connections_per_ip)),
         };
         threads.push(
             std::thread::Builder::new()
-                .name("hydrogen-ws-acceptor".into())
-                .stack_size(128 * 1024)
-                .spawn(move || listener::accept_loop(&acceptor, jobs_tx))
+                .name("hydrogen-ws-admission".into())
+                .stack_size(256 * 1024)
+                .spawn(move || admission::run(&admission, poll))
                 .map_err(ServerError::Spawn)?,
         );
         let ticker = TickerContext {

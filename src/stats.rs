@@ -52,6 +52,47 @@ pub struct Stats {
     close_received: [AtomicU64; CODES.len() + 1],
     /// Microseconds the last shutdown took (0: none yet).
     pub last_shutdown_us: AtomicU64,
+    /// Handshakes in progress in the admission stage now (a gauge).
+    pub pending_handshakes: AtomicU64,
+    /// The admission stage's refusals and closes, by [`Admission`] reason.
+    admission: [AtomicU64; Admission::ALL.len()],
+    /// Upgrades handed to a worker, and the microseconds they waited for it in all.
+    pub admitted: AtomicU64,
+    /// See [`Stats::admitted`].
+    pub admission_wait_us: AtomicU64,
+}
+
+/// Why the admission stage refused or closed a connection before its upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The pending table was full: the handshake that had waited longest was closed (408).
+    PendingFull,
+    /// The client's address was at its connection limit (429).
+    PerIp,
+    /// The request head did not arrive within the handshake timeout (408).
+    Timeout,
+    /// Every worker was busy (503).
+    PoolFull,
+}
+
+impl Admission {
+    /// Every reason, in the order the counters and the metrics list them.
+    pub const ALL: [Admission; 4] = [
+        Admission::PendingFull,
+        Admission::PerIp,
+        Admission::Timeout,
+        Admission::PoolFull,
+    ];
+
+    /// The reason's label in the metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Admission::PendingFull => "pending_full",
+            Admission::PerIp => "per_ip",
+            Admission::Timeout => "timeout",
+            Admission::PoolFull => "pool_full",
+        }
+    }
 }
 
 fn bucket<const N: usize>(table: &[u16; N], value: u16) -> usize {
@@ -108,6 +149,35 @@ impl Stats {
         if let Some(c) = self.close_received.get(bucket(&CODES, code.0)) {
             Self::bump(c);
         }
+    }
+
+    /// Counts an admission refusal or close.
+    pub(crate) fn admission(&self, reason: Admission) {
+        if let Some(c) = self.admission.get(reason as usize) {
+            Self::bump(c);
+        }
+    }
+
+    /// The admission stage's refusals and closes by reason.
+    pub fn admission_refusals(&self) -> Vec<(Admission, u64)> {
+        Admission::ALL
+            .iter()
+            .zip(&self.admission)
+            .map(|(r, c)| (*r, c.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Sets the gauge of handshakes in progress.
+    pub(crate) fn set_pending(&self, pending: usize) {
+        self.pending_handshakes
+            .store(pending as u64, Ordering::Relaxed);
+    }
+
+    /// An upgrade reached its worker `waited` after its handshake was complete.
+    pub(crate) fn waited_for_worker(&self, waited: std::time::Duration) {
+        Self::bump(&self.admitted);
+        let us = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.admission_wait_us.fetch_add(us, Ordering::Relaxed);
     }
 
     /// Refusals by HTTP status (`None`: any status not counted on its own), in a fixed order.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{format_duration, Config, Mode};
-use crate::stats::StatsSnapshot;
+use crate::stats::{Admission, StatsSnapshot};
 
 /// Everything the status document and the metrics show, read at one moment.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +23,14 @@ pub struct Sample {
     pub close_received: Vec<(Option<u16>, u64)>,
     /// Microseconds the last shutdown took (0: none yet).
     pub last_shutdown_us: u64,
+    /// Handshakes in progress in the admission stage.
+    pub pending: u64,
+    /// The admission stage's refusals and closes, by reason.
+    pub admission: Vec<(Admission, u64)>,
+    /// Upgrades handed to a worker.
+    pub admitted: u64,
+    /// Microseconds they waited for their worker, in all.
+    pub admission_wait_us: u64,
     /// Time since the server started.
     pub uptime: Duration,
     /// The address the server listens on.
@@ -87,6 +95,8 @@ pub struct Connections {
     pub total: u64,
     /// The most at once (one per worker).
     pub capacity: usize,
+    /// Handshakes in progress in the admission stage (no worker held).
+    pub pending: u64,
 }
 
 /// Request counts of the [`StatusDocument`].
@@ -147,6 +157,8 @@ pub struct LimitsStatus {
     pub ping_interval: Option<String>,
     pub pong_timeout: String,
     pub shutdown_timeout: String,
+    pub max_pending: usize,
+    pub max_connections_per_ip: usize,
 }
 
 /// The status document of `sample` under `config`.
@@ -166,6 +178,7 @@ pub fn document(sample: &Sample, config: &Config) -> StatusDocument {
             active: sample.active,
             total: s.connections_total,
             capacity: config.threads,
+            pending: sample.pending,
         },
         requests: Requests {
             total: s.upgrades + s.http_requests + s.refused_handshake,
@@ -202,6 +215,8 @@ pub fn document(sample: &Sample, config: &Config) -> StatusDocument {
             ping_interval: config.heartbeat.ping_interval.map(format_duration),
             pong_timeout: format_duration(config.heartbeat.pong_timeout),
             shutdown_timeout: format_duration(config.shutdown_timeout),
+            max_pending: l.max_pending_handshakes,
+            max_connections_per_ip: l.max_connections_per_ip,
         },
     }
 }
@@ -266,7 +281,7 @@ pub fn metrics(sample: &Sample, config: &Config) -> String {
     gauge(
         r,
         "connections_active",
-        "Connections open or in the handshake",
+        "WebSocket connections open (one worker each)",
         sample.active as u64,
     );
     gauge(
@@ -280,6 +295,12 @@ pub fn metrics(sample: &Sample, config: &Config) -> String {
         "workers",
         "Worker threads started (on demand, at most the capacity)",
         sample.workers as u64,
+    );
+    gauge(
+        r,
+        "pending_handshakes",
+        "Connections whose request head is still arriving (in the admission stage, no worker)",
+        sample.pending,
     );
     counter(
         r,
@@ -328,6 +349,30 @@ pub fn metrics(sample: &Sample, config: &Config) -> String {
         "Requests refused, by HTTP status",
         "status",
         &sample.refusals,
+    );
+    let family = Family::<Vec<(String, String)>, Counter>::default();
+    for (reason, value) in &sample.admission {
+        family
+            .get_or_create(&vec![("reason".to_string(), reason.label().to_string())])
+            .inc_by(*value);
+    }
+    r.register(
+        "admission_refusals",
+        "Connections refused or closed before their upgrade, by reason",
+        family,
+    );
+    counter(
+        r,
+        "admitted",
+        "Upgrades handed to a worker",
+        sample.admitted,
+    );
+    let waited = Counter::<f64, AtomicU64>::default();
+    waited.inc_by(sample.admission_wait_us as f64 / 1e6);
+    r.register(
+        "admission_wait_seconds",
+        "Time upgrades waited for their worker, in all (divided by admitted_total: the mean)",
+        waited,
     );
     labelled(
         r,

@@ -52,6 +52,34 @@ pub(crate) fn send_queue_len(_socket: &Socket) -> io::Result<usize> {
     Ok(0)
 }
 
+/// Holds connections that have sent nothing in the kernel (Linux `TCP_DEFER_ACCEPT`) for up to `secs`
+/// seconds: `accept` returns them only once their first data has arrived.
+#[cfg(target_os = "linux")]
+pub(crate) fn set_defer_accept(socket: &Socket, secs: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `socket` owns a valid open descriptor for the call; the option value points at a live
+    // c_int and the length passed is exactly its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::addr_of!(value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn set_defer_accept(_socket: &Socket, _secs: u32) -> io::Result<()> {
+    Ok(())
+}
+
 /// Resident memory (bytes) and thread count of this process, from `/proc/self/status`.
 pub(crate) fn process_usage() -> (Option<u64>, Option<u64>) {
     let Ok(text) = std::fs::read_to_string("/proc/self/status") else {

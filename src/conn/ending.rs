@@ -100,8 +100,6 @@ pub(crate) fn close_parts(frame: Option<CloseFrame<'_>>) -> (Option<CloseCode>, 
 /// How a connection's read loop ended; decides how it is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum End {
-    /// An HTTP refusal was written.
-    Refused,
     /// Close frames were exchanged, or we sent ours after a protocol error or timeout.
     Closing,
     /// The peer went away without a close frame (EOF or reset).

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use log::info;
 use socket2::Socket;
 
+use super::admission::AdmissionWaker;
 use crate::conn::{self, ShutdownClose};
 use crate::registry::Registry;
 use crate::report::ShutdownReport;
@@ -39,6 +40,8 @@ pub(crate) struct ShutdownContext {
     pub stats: Arc<Stats>,
     /// The hard bound on the whole sequence.
     pub timeout: Duration,
+    /// Wakes the admission stage, which then closes every pending handshake.
+    pub admission: AdmissionWaker,
 }
 
 /// Shutdown bookkeeping shared with the workers.
@@ -108,8 +111,10 @@ pub(crate) fn run(ctx: &ShutdownContext) -> ShutdownReport {
     let _ = state.linger_until.set(t0 + timeout * 3 / 4);
 
     // 1. Stop accepting.
-    // Wakes the acceptor: `accept` on a shut-down listening socket returns at once.
+    // No new connection from here; the admission stage wakes and closes every pending handshake at
+    // once (they are counted, not waited for).
     let _ = ctx.listener.shutdown(Shutdown::Both);
+    let _ = ctx.admission.wake();
     let t1 = Instant::now();
 
     // 2. A close frame to everyone first (clients learn why as early as possible, and no worker wakes to
@@ -117,7 +122,11 @@ pub(crate) fn run(ctx: &ShutdownContext) -> ShutdownReport {
     let frame = state.going_away_frame();
     let mut report = ShutdownReport::default();
     let conns = ctx.registry.snapshot();
-    report.connections = conns.len();
+    // Handshakes still in the admission stage: closed there without a frame (no worker holds them).
+    let pending =
+        usize::try_from(ctx.stats.pending_handshakes.load(Ordering::Relaxed)).unwrap_or(0);
+    report.connections = conns.len() + pending;
+    report.handshaking = pending;
     let mut busy = Vec::new();
     for conn in &conns {
         match conn.write_going_away(frame, false, None) {

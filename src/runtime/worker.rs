@@ -3,28 +3,26 @@
 //! close that ends it (FIN first, so that our last bytes are never lost to a reset).
 
 use std::io;
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hydrogen_ws_protocol::{
-    handshake, CloseCode, Event, HandshakeError, OpCode, ProtocolError, Request, RequestParser,
-    Role, Session, SessionConfig, SessionState, Transmit,
+    handshake, CloseCode, Event, OpCode, ProtocolError, Role, Session, SessionConfig, SessionState,
+    Transmit,
 };
-use log::{debug, error, info, warn};
+use log::{debug, error, info};
 use socket2::Socket;
 
-use super::listener::Job;
+use super::admission::Job;
 use super::pool::AfterJob;
 use super::read_buffer::{Quiet, ReadBuffer, ReadTimeout, SHRINK_IDLE};
 use super::shutdown::ShutdownState;
-use crate::auth;
 use crate::config::Limits;
 use crate::conn::{self, BatchGuard, Conn, ConnContext, End, SendError};
 use crate::handler::Handler;
-use crate::http;
 use crate::registry::Registry;
 use crate::routes::Routes;
 use crate::stats::Stats;
@@ -43,11 +41,11 @@ pub(crate) struct WorkerContext {
     pub next_id: AtomicU64,
 }
 
-/// The pool's work: serves one accepted connection on registry slot `slot`; a panic that escapes it is
-/// counted and logged, and the worker carries on (or parks, once the server is shutting down).
+/// The pool's work: serves one admitted connection on registry slot `slot`; a panic that escapes it
+/// is counted and logged, and the worker carries on (or parks, once the server is shutting down).
 pub(crate) fn work(ctx: &WorkerContext, job: Job, slot: usize) -> AfterJob {
     let peer = job.peer;
-    if catch_unwind(AssertUnwindSafe(|| serve(ctx, slot, job.socket, peer))).is_err() {
+    if catch_unwind(AssertUnwindSafe(|| serve(ctx, slot, job))).is_err() {
         Stats::bump(&ctx.stats.handler_panics);
         error!("connection from {peer}: a panic ended it; the worker carries on");
     }
@@ -61,8 +59,20 @@ pub(crate) fn work(ctx: &WorkerContext, job: Job, slot: usize) -> AfterJob {
     }
 }
 
-/// The worker's entry point for one accepted socket.
-pub(crate) fn serve(ctx: &WorkerContext, slot: usize, socket: Socket, peer: SocketAddr) {
+/// Serves one connection whose upgrade the admission stage accepted: 101, the session, the close.
+fn serve(ctx: &WorkerContext, slot: usize, job: Job) {
+    let Job {
+        socket,
+        peer,
+        response,
+        protocol,
+        target,
+        route,
+        leftover,
+        admitted_at,
+        ip: _ip,
+    } = job;
+    ctx.stats.waited_for_worker(admitted_at.elapsed());
     let limits = ctx.limits;
     let _ = socket.set_nodelay(true);
     let _ = socket.set_write_timeout(Some(limits.send_timeout));
@@ -82,15 +92,18 @@ pub(crate) fn serve(ctx: &WorkerContext, slot: usize, socket: Socket, peer: Sock
 
     // Registered before this check, so a shutdown that started meanwhile either sees us or we see it.
     if ctx.shutdown.started() {
+        ctx.stats.refused(503);
         let _ = conn.socket.send_with_flags(
             &handshake::refusal(503, "server is shutting down", &[]),
             SEND_NOW,
         );
         return;
     }
-    debug!("connection {id} from {peer}: accepted");
-    let end = match run_handshake(ctx, &conn) {
-        Ok((leftover, handler)) => {
+    let Some(handler) = ctx.routes.get(route).map(|r| r.handler()) else {
+        return;
+    };
+    let end = match open(ctx, &conn, route, protocol, target, &response) {
+        Ok(()) => {
             // A panic in on_open or on_message ends the session, not the connection's goodbye: the client
             // gets 1011 and the handler its on_close.
             let end = catch_unwind(AssertUnwindSafe(|| {
@@ -107,27 +120,52 @@ pub(crate) fn serve(ctx: &WorkerContext, slot: usize, socket: Socket, peer: Sock
     };
     conn.state.store(conn::STATE_CLOSING, Ordering::SeqCst);
     debug!("connection {id} from {peer}: ended ({end:?})");
-    match end {
-        End::Refused | End::Closing => {
-            // Our last bytes (a response or a close frame) must reach the client: send FIN first, then
-            // read until the client closes too, so the close below never turns into a reset that drops
-            // them.
-            let _ = conn.wait_drained();
-            let _ = conn.socket.shutdown(Shutdown::Write);
-            let until = if ctx.shutdown.started() {
-                // During a shutdown, once the client has acknowledged everything we sent (our FIN
-                // counts 1) nothing of ours can be lost any more: close now rather than wait for its FIN.
-                if matches!(sys::send_queue_len(&conn.socket), Ok(0 | 1)) {
-                    return;
-                }
-                ctx.shutdown.linger_until()
-            } else {
-                Instant::now() + conn::LINGER
-            };
-            drain(&conn, until);
-        }
-        End::Shutdown | End::PeerGone | End::Evicted => {}
+    if end == End::Closing {
+        // Our close frame must reach the client: send FIN first, then read until the client closes
+        // too, so the close below never turns into a reset that drops it.
+        let _ = conn.wait_drained();
+        let _ = conn.socket.shutdown(Shutdown::Write);
+        let until = if ctx.shutdown.started() {
+            // During a shutdown, once the client has acknowledged everything we sent (our FIN counts
+            // 1) nothing of ours can be lost any more: close now rather than wait for its FIN.
+            if matches!(sys::send_queue_len(&conn.socket), Ok(0 | 1)) {
+                return;
+            }
+            ctx.shutdown.linger_until()
+        } else {
+            Instant::now() + conn::LINGER
+        };
+        drain(&conn, until);
     }
+}
+
+/// Writes the 101: the connection is open from the moment it can reach the client (under the write
+/// lock, so a shutdown that sees "open" writes its close frame after the 101, never before it).
+fn open(
+    ctx: &WorkerContext,
+    conn: &Conn,
+    route: usize,
+    protocol: Option<String>,
+    target: String,
+    response: &[u8],
+) -> Result<(), End> {
+    debug!(
+        "connection {} from {}: upgraded {target}",
+        conn.id, conn.peer
+    );
+    *conn::lock(&conn.protocol) = protocol;
+    *conn::lock(&conn.target) = target;
+    conn.set_route(route);
+    let mut w = conn.lock_writer();
+    conn.last_ping_ms.store(conn.now_ms(), Ordering::Relaxed);
+    conn.state.store(conn::STATE_OPEN, Ordering::SeqCst);
+    Stats::bump(&ctx.stats.upgrades);
+    if write_all(&conn.socket, response).is_err() {
+        w.broken = true;
+        drop(w);
+        return Err(end_without_close(ctx, conn));
+    }
+    Ok(())
 }
 
 /// A panic in on_open or on_message (or the read loop around them) ended the session.
@@ -157,122 +195,6 @@ fn drain(conn: &Conn, until: Instant) {
     }
 }
 
-/// Reads the request head under the handshake deadline.
-fn read_request(
-    ctx: &WorkerContext,
-    conn: &Conn,
-    parser: &mut RequestParser,
-) -> Result<Request, End> {
-    let limits = ctx.limits;
-    let deadline = Instant::now() + limits.handshake_timeout;
-    let mut buf = [0u8; 2048];
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            let reason = format!(
-                "the request did not arrive within {}",
-                crate::config::format_duration(limits.handshake_timeout)
-            );
-            return Err(refuse_status(ctx, conn, 408, &reason, &[]));
-        }
-        let _ = conn.socket.set_read_timeout(Some(deadline - now));
-        let n = match conn.read(&mut buf) {
-            Ok(0) => return Err(end_without_close(ctx, conn)),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
-            Err(_) => return Err(end_without_close(ctx, conn)),
-        };
-        match parser.push(&buf[..n]) {
-            Ok(Some(request)) => return Ok(request),
-            Ok(None) => {}
-            Err(e) => return Err(refuse(ctx, conn, e)),
-        }
-    }
-}
-
-/// Reads and answers the request: a plain HTTP request gets its endpoint's response; an upgrade is
-/// validated, checked against the origin allow-list and the key, and its subprotocol negotiated. On
-/// success returns the bytes that followed the request and the application of the route it asked for.
-fn run_handshake<'c>(
-    ctx: &'c WorkerContext,
-    conn: &Conn,
-) -> Result<(Vec<u8>, &'c dyn Handler), End> {
-    let mut parser = RequestParser::new(ctx.limits.handshake());
-    let request = read_request(ctx, conn, &mut parser)?;
-    if !request.wants_upgrade() {
-        let response = match ctx.conns.server.upgrade() {
-            Some(server) => http::respond(
-                &*server,
-                ctx.routes.serves_status_page(),
-                &request,
-                conn.peer,
-            ),
-            None => http::HttpResponse::refusal(503, "server is shutting down", &[]),
-        };
-        // Counted before the client can see the answer, so that what it sees is always in the counters.
-        ctx.stats.answered_http(response.status);
-        let _ = write_all(&conn.socket, &response.bytes);
-        debug!(
-            "connection {} from {}: {} {} -> {}",
-            conn.id, conn.peer, request.method, request.target, response.status
-        );
-        return Err(End::Refused);
-    }
-    let upgrade = match request.websocket() {
-        Ok(u) => u,
-        Err(e) => return Err(refuse(ctx, conn, e)),
-    };
-    let Some((index, route)) = ctx.routes.find(request.path()) else {
-        let reason = format!("no WebSocket service at {}", request.path());
-        return Err(refuse_status(ctx, conn, 404, &reason, &[]));
-    };
-    if let Err(reason) = auth::check_origin(route.origins(), upgrade.origin.as_deref()) {
-        return Err(refuse_status(ctx, conn, 403, &reason, &[]));
-    }
-    if let Err(e) = auth::check_key(route.required_key(), &request) {
-        return Err(refuse_status(
-            ctx,
-            conn,
-            e.status(),
-            e.reason(),
-            e.headers(),
-        ));
-    }
-    let protocol = match auth::negotiate_protocol(route.subprotocol(), &upgrade.protocols) {
-        Ok(p) => p,
-        Err(reason) => return Err(refuse_status(ctx, conn, 400, &reason, &[])),
-    };
-    let response = upgrade.response(protocol.as_deref());
-    *conn::lock(&conn.protocol) = protocol;
-    *conn::lock(&conn.target) = request.target.clone();
-    conn.set_route(index);
-    {
-        // Open from the moment the 101 can reach the client (under the write lock, so a shutdown that
-        // sees "open" writes its close frame after the 101, never before it).
-        let mut w = conn.lock_writer();
-        conn.last_ping_ms.store(conn.now_ms(), Ordering::Relaxed);
-        conn.state.store(conn::STATE_OPEN, Ordering::SeqCst);
-        Stats::bump(&ctx.stats.upgrades);
-        if write_all(&conn.socket, &response).is_err() {
-            w.broken = true;
-            return Err(end_without_close(ctx, conn));
-        }
-    }
-    debug!(
-        "connection {} from {}: upgraded {}",
-        conn.id, conn.peer, request.target
-    );
-    Ok((parser.trailing().to_vec(), route.handler()))
-}
-
 fn end_without_close(ctx: &WorkerContext, conn: &Conn) -> End {
     if ctx.shutdown.started() {
         End::Shutdown
@@ -283,36 +205,7 @@ fn end_without_close(ctx: &WorkerContext, conn: &Conn) -> End {
     }
 }
 
-fn refuse(ctx: &WorkerContext, conn: &Conn, error: HandshakeError) -> End {
-    ctx.stats.refused(error.status());
-    warn!(
-        "connection {} from {}: refused {} ({})",
-        conn.id,
-        conn.peer,
-        error.status(),
-        error.reason()
-    );
-    let _ = write_all(&conn.socket, &error.response());
-    End::Refused
-}
-
-fn refuse_status(
-    ctx: &WorkerContext,
-    conn: &Conn,
-    status: u16,
-    reason: &str,
-    headers: &[(&str, &str)],
-) -> End {
-    ctx.stats.refused(status);
-    warn!(
-        "connection {} from {}: refused {status} ({reason})",
-        conn.id, conn.peer
-    );
-    let _ = write_all(&conn.socket, &handshake::refusal(status, reason, headers));
-    End::Refused
-}
-
-/// Writes a whole HTTP response (blocking, bounded by the socket's send timeout).
+/// Writes the whole 101 (blocking, bounded by the socket's send timeout).
 fn write_all(socket: &Socket, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         match socket.send_with_flags(bytes, SEND) {

@@ -1,0 +1,806 @@
+//! The admission stage: one event-driven thread that accepts connections and reads their request
+//! heads on non-blocking sockets, so that silent or slow peers never hold a worker.
+//!
+//! ```text
+//!  listener ──accept──> pending (non-blocking, epoll via mio, under the handshake deadline)
+//!                          │ plain HTTP: answered here (/health, /status, /metrics, /, 404)
+//!                          │ a refusal: 400/401/403/404/408/414/429/431/503 with a reason, here
+//!                          └ a complete, valid upgrade ──> a worker (blocking socket, the parsed
+//!                            request and every byte read behind the head), or 503 + Retry-After
+//! ```
+//!
+//! Bounds on what waits: at most `max_pending_handshakes` sockets are pending; when a newcomer finds
+//! the table full, the one that has waited longest is closed (408), so a crowd can never lock newcomers
+//! out. Each client address may hold at most `max_connections_per_ip` connections, pending and open
+//! together (429 beyond). A pending handshake holds no buffer until its first byte arrives. With
+//! `TCP_DEFER_ACCEPT` (Linux) a connection that sends nothing does not even wake this thread until the
+//! kernel gives up waiting for its data.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::io::{self, Read};
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use hydrogen_ws_protocol::{handshake, HandshakeError, Request, RequestParser};
+use log::{debug, error, warn};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use socket2::Socket;
+
+use super::pool::{Pool, Refused};
+use super::shutdown::ShutdownState;
+use crate::auth;
+use crate::config::{format_duration, Limits};
+use crate::conn::LINGER;
+use crate::handle::Control;
+use crate::http;
+use crate::routes::Routes;
+use crate::stats::{Admission, Stats};
+use crate::sys::SEND_NOW;
+
+/// The listening socket's token; the waker's; pending sockets are `FIRST + slot`.
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST: usize = 2;
+/// Most bytes read from a pending socket in one go (the stack buffer; the parser keeps what it needs).
+const READ_CHUNK: usize = 2048;
+/// How long an answered or refused client is given to take the response and close its side.
+const ANSWERED_LINGER: Duration = LINGER;
+
+/// A complete, valid upgrade, on its way to a worker.
+pub(crate) struct Job {
+    /// The client's socket, blocking again.
+    pub socket: Socket,
+    pub peer: SocketAddr,
+    /// The 101 to write (the worker writes it once the connection is registered).
+    pub response: Vec<u8>,
+    /// The subprotocol agreed.
+    pub protocol: Option<String>,
+    /// The request target (path and query).
+    pub target: String,
+    /// The index of the route that serves it.
+    pub route: usize,
+    /// Bytes the client sent behind the request head (frames pipelined behind the upgrade).
+    pub leftover: Vec<u8>,
+    /// When the handshake was complete (for the time an upgrade waited for a worker).
+    pub admitted_at: Instant,
+    /// The client address's share of the per-address limit, given back when the connection ends.
+    pub ip: IpSlot,
+}
+
+/// What the admission thread works with.
+pub(crate) struct AdmissionContext {
+    /// The listening socket (non-blocking).
+    pub listener: Arc<Socket>,
+    pub pool: Arc<Pool<Job>>,
+    /// The pool's job channel.
+    pub jobs: Sender<Job>,
+    pub stats: Arc<Stats>,
+    pub shutdown: Arc<ShutdownState>,
+    pub routes: Arc<Routes>,
+    /// For plain HTTP (status, metrics).
+    pub server: Weak<dyn Control>,
+    pub limits: Limits,
+    /// Seconds a refused client is told to wait (`Retry-After`) when every worker is busy.
+    pub retry_after_secs: u32,
+    /// Connections per client address.
+    pub per_ip: Arc<PerIp>,
+}
+
+/// Connections (pending and open) per client address, against a limit.
+pub(crate) struct PerIp {
+    limit: usize,
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection's share of its address's count; dropping it gives the share back.
+pub(crate) struct IpSlot {
+    ip: IpAddr,
+    table: Arc<PerIp>,
+}
+
+impl PerIp {
+    /// A table allowing `limit` connections per address (0: no limit).
+    pub(crate) fn new(limit: usize) -> Self {
+        PerIp {
+            limit,
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A share for `ip`, unless the address is at its limit.
+    fn take(table: &Arc<PerIp>, ip: IpAddr) -> Option<IpSlot> {
+        let mut counts = table.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(ip).or_insert(0);
+        if table.limit != 0 && *count >= table.limit {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            ip,
+            table: Arc::clone(table),
+        })
+    }
+
+    /// Connections `ip` holds now.
+    #[cfg(test)]
+    fn count(&self, ip: IpAddr) -> usize {
+        let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.get(&ip).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .table
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Where a pending socket is in its short life.
+enum Phase {
+    /// Reading the request head.
+    Reading(RequestParser),
+    /// Writing a response (`out[done..]` still to go); then the write side is shut.
+    Writing { out: Vec<u8>, done: usize },
+    /// The response went out and the write side is shut: reading (and discarding) until the client
+    /// closes too, so that closing never turns into a reset that would destroy the response.
+    Draining,
+}
+
+struct Pending {
+    socket: Socket,
+    peer: SocketAddr,
+    phase: Phase,
+    deadline: Instant,
+    /// Told apart from an earlier occupant of the same slot (the timer and age queues keep tokens).
+    generation: u64,
+    /// Whether the handshake is still in progress (counted in the pending gauge).
+    handshaking: bool,
+    _ip: Option<IpSlot>,
+}
+
+/// The pending sockets, their deadlines and their ages.
+struct Table {
+    slots: Vec<Option<Pending>>,
+    free: Vec<usize>,
+    /// (deadline, slot, generation), earliest first.
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// (slot, generation) in the order the handshakes began: the oldest first.
+    ages: VecDeque<(usize, u64)>,
+    next_generation: u64,
+    /// Handshakes in progress (entries still reading their request).
+    handshaking: usize,
+}
+
+impl Table {
+    fn new() -> Self {
+        Table {
+            slots: Vec::new(),
+            free: Vec::new(),
+            timers: BinaryHeap::new(),
+            ages: VecDeque::new(),
+            next_generation: 1,
+            handshaking: 0,
+        }
+    }
+
+    fn get(&mut self, slot: usize) -> Option<&mut Pending> {
+        self.slots.get_mut(slot).and_then(Option::as_mut)
+    }
+
+    fn insert(&mut self, mut pending: Pending) -> usize {
+        pending.generation = self.next_generation;
+        self.next_generation += 1;
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        self.timers
+            .push(Reverse((pending.deadline, slot, pending.generation)));
+        if pending.handshaking {
+            self.ages.push_back((slot, pending.generation));
+            self.handshaking += 1;
+        }
+        self.slots[slot] = Some(pending);
+        slot
+    }
+
+    fn remove(&mut self, slot: usize) -> Option<Pending> {
+        let pending = self.slots.get_mut(slot)?.take()?;
+        if pending.handshaking {
+            self.handshaking -= 1;
+        }
+        self.free.push(slot);
+        Some(pending)
+    }
+
+    /// The handshake has ended (answered, refused or handed over): it no longer counts as pending.
+    fn done_handshaking(&mut self, slot: usize) {
+        if let Some(p) = self.slots.get_mut(slot).and_then(Option::as_mut) {
+            if std::mem::take(&mut p.handshaking) {
+                self.handshaking -= 1;
+            }
+        }
+    }
+
+    /// Sets a new deadline for `slot`.
+    fn reschedule(&mut self, slot: usize, deadline: Instant) {
+        if let Some(p) = self.slots.get_mut(slot).and_then(Option::as_mut) {
+            p.deadline = deadline;
+            self.timers.push(Reverse((deadline, slot, p.generation)));
+        }
+    }
+
+    /// The slot of the handshake that has waited longest.
+    fn oldest_handshake(&mut self) -> Option<usize> {
+        while let Some(&(slot, generation)) = self.ages.front() {
+            self.ages.pop_front();
+            if let Some(p) = self.slots.get(slot).and_then(Option::as_ref) {
+                if p.generation == generation && p.handshaking {
+                    return Some(slot);
+                }
+            }
+        }
+        None
+    }
+
+    /// The slots whose deadline has passed at `now`.
+    fn expired(&mut self, now: Instant) -> Vec<usize> {
+        let mut due = Vec::new();
+        while let Some(&Reverse((deadline, slot, generation))) = self.timers.peek() {
+            if deadline > now {
+                break;
+            }
+            self.timers.pop();
+            if let Some(p) = self.slots.get(slot).and_then(Option::as_ref) {
+                if p.generation == generation && p.deadline <= now {
+                    due.push(slot);
+                }
+            }
+        }
+        due
+    }
+
+    /// Time until the earliest deadline.
+    fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        self.timers
+            .peek()
+            .map(|Reverse((deadline, _, _))| deadline.saturating_duration_since(now))
+    }
+
+    fn occupied(&self) -> impl Iterator<Item = usize> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|_| i))
+    }
+}
+
+/// A waker for the admission thread (the shutdown sequence uses it).
+pub(crate) type AdmissionWaker = Arc<Waker>;
+
+/// Prepares the stage: the poll with the listening socket registered, and its waker.
+pub(crate) fn prepare(listener: &Socket) -> io::Result<(Poll, AdmissionWaker)> {
+    listener.set_nonblocking(true)?;
+    let poll = Poll::new()?;
+    poll.registry().register(
+        &mut SourceFd(&listener.as_raw_fd()),
+        LISTENER,
+        Interest::READABLE,
+    )?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    Ok((poll, waker))
+}
+
+/// The admission thread's loop; returns when a shutdown has started, after closing every pending
+/// socket.
+pub(crate) fn run(ctx: &AdmissionContext, mut poll: Poll) {
+    let mut events = Events::with_capacity(1024);
+    let mut table = Table::new();
+    let retry_after = ctx.retry_after_secs.to_string();
+    let mut accepting = true;
+    loop {
+        let timeout = table.next_timeout(Instant::now());
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                error!("admission: poll failed: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        if ctx.shutdown.started() {
+            close_all(&poll, &mut table);
+            return;
+        }
+        for event in events.iter() {
+            match event.token() {
+                LISTENER if accepting => {
+                    accepting = accept_all(ctx, &poll, &mut table, &retry_after);
+                }
+                LISTENER | WAKER => {}
+                Token(t) => {
+                    let slot = t - FIRST;
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        on_readable(ctx, &poll, &mut table, slot, &retry_after);
+                    }
+                    if event.is_writable() {
+                        on_writable(&poll, &mut table, slot);
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        for slot in table.expired(now) {
+            on_deadline(ctx, &poll, &mut table, slot);
+        }
+        ctx.stats.set_pending(table.handshaking);
+    }
+}
+
+/// Accepts until the backlog is empty. Returns `false` when the listener is gone for good.
+fn accept_all(ctx: &AdmissionContext, poll: &Poll, table: &mut Table, retry_after: &str) -> bool {
+    let _ = retry_after;
+    loop {
+        let (socket, addr) = match ctx.listener.accept() {
+            Ok(pair) => pair,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if ctx.shutdown.started() => {
+                debug!("admission: stopping ({e})");
+                return false;
+            }
+            Err(e) => {
+                // EMFILE and friends: the listener is fine, the process is short of something. The
+                // connection stays in the backlog; the next readiness (or the next deadline) retries.
+                warn!("accept failed: {e}");
+                return true;
+            }
+        };
+        Stats::bump(&ctx.stats.connections_total);
+        let Some(peer) = addr.as_socket() else {
+            continue;
+        };
+        if socket.set_nonblocking(true).is_err() {
+            continue;
+        }
+        let now = Instant::now();
+        let ip = PerIp::take(&ctx.per_ip, peer.ip());
+        if ip.is_none() {
+            ctx.stats.admission(Admission::PerIp);
+            ctx.stats.refused(429);
+            warn!(
+                "connection from {peer}: refused 429, the address holds {} connections already",
+                ctx.per_ip.limit
+            );
+            let reason = format!(
+                "too many connections from {}: at most {} (open and pending together)",
+                peer.ip(),
+                ctx.per_ip.limit
+            );
+            let response = handshake::refusal(429, &reason, &[]);
+            let pending = Pending {
+                socket,
+                peer,
+                phase: Phase::Writing {
+                    out: response,
+                    done: 0,
+                },
+                deadline: now + ANSWERED_LINGER,
+                generation: 0,
+                handshaking: false,
+                _ip: None,
+            };
+            let slot = table.insert(pending);
+            if register(poll, table, slot, Interest::READABLE | Interest::WRITABLE).is_ok() {
+                on_writable(poll, table, slot);
+            }
+            continue;
+        }
+        if table.handshaking >= ctx.limits.max_pending_handshakes.max(1) {
+            // Full: make room by closing the handshake that has waited longest. Refusing the
+            // newcomer instead would hand a crowd the lock-out again.
+            if let Some(oldest) = table.oldest_handshake() {
+                ctx.stats.admission(Admission::PendingFull);
+                if let Some(p) = table.get(oldest) {
+                    debug!(
+                        "connection from {}: closed (408) to make room for a newer handshake",
+                        p.peer
+                    );
+                }
+                let reason = "the server is busy with other handshakes and closed the oldest";
+                refuse_and_close(ctx, poll, table, oldest, 408, reason);
+            }
+        }
+        let pending = Pending {
+            socket,
+            peer,
+            phase: Phase::Reading(RequestParser::new(ctx.limits.handshake())),
+            deadline: now + ctx.limits.handshake_timeout,
+            generation: 0,
+            handshaking: true,
+            _ip: ip,
+        };
+        let slot = table.insert(pending);
+        if register(poll, table, slot, Interest::READABLE).is_err() {
+            close(poll, table, slot);
+            continue;
+        }
+        // With TCP_DEFER_ACCEPT the head has usually arrived already: read it now.
+        on_readable(ctx, poll, table, slot, retry_after);
+    }
+}
+
+fn register(poll: &Poll, table: &mut Table, slot: usize, interest: Interest) -> io::Result<()> {
+    let Some(p) = table.get(slot) else {
+        return Ok(());
+    };
+    let fd = p.socket.as_raw_fd();
+    poll.registry()
+        .register(&mut SourceFd(&fd), Token(FIRST + slot), interest)
+}
+
+fn reregister(poll: &Poll, table: &mut Table, slot: usize, interest: Interest) {
+    if let Some(p) = table.get(slot) {
+        let fd = p.socket.as_raw_fd();
+        let _ = poll
+            .registry()
+            .reregister(&mut SourceFd(&fd), Token(FIRST + slot), interest);
+    }
+}
+
+/// Takes `slot` out of the table and out of the poll; the socket is the caller's.
+fn take(poll: &Poll, table: &mut Table, slot: usize) -> Option<Pending> {
+    let p = table.remove(slot)?;
+    let _ = poll
+        .registry()
+        .deregister(&mut SourceFd(&p.socket.as_raw_fd()));
+    Some(p)
+}
+
+/// Closes `slot` at once.
+fn close(poll: &Poll, table: &mut Table, slot: usize) {
+    if let Some(p) = take(poll, table, slot) {
+        let _ = p.socket.shutdown(Shutdown::Both);
+    }
+}
+
+/// Every pending socket is closed (the server is shutting down).
+fn close_all(poll: &Poll, table: &mut Table) {
+    let slots: Vec<usize> = table.occupied().collect();
+    for slot in slots {
+        close(poll, table, slot);
+    }
+}
+
+fn on_readable(
+    ctx: &AdmissionContext,
+    poll: &Poll,
+    table: &mut Table,
+    slot: usize,
+    retry_after: &str,
+) {
+    let mut chunk = [0u8; READ_CHUNK];
+    loop {
+        let Some(p) = table.get(slot) else {
+            return;
+        };
+        let n = match (&p.socket).read(&mut chunk) {
+            Ok(0) => {
+                // The client closed its side: a handshake that will never complete, or a client that
+                // has taken our response.
+                close(poll, table, slot);
+                return;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(_) => {
+                close(poll, table, slot);
+                return;
+            }
+        };
+        let parsed = match &mut p.phase {
+            Phase::Reading(parser) => parser.push(&chunk[..n]),
+            // Bytes behind a response we sent: discarded.
+            Phase::Writing { .. } | Phase::Draining => continue,
+        };
+        match parsed {
+            Ok(None) => {}
+            Ok(Some(request)) => {
+                table.done_handshaking(slot);
+                on_request(ctx, poll, table, slot, request, retry_after);
+                return;
+            }
+            Err(e) => {
+                table.done_handshaking(slot);
+                refuse_error(ctx, poll, table, slot, e);
+                return;
+            }
+        }
+    }
+}
+
+/// A whole request head arrived: answer it here, or hand the upgrade to a worker.
+fn on_request(
+    ctx: &AdmissionContext,
+    poll: &Poll,
+    table: &mut Table,
+    slot: usize,
+    request: Request,
+    retry_after: &str,
+) {
+    let Some(p) = table.get(slot) else {
+        return;
+    };
+    let peer = p.peer;
+    if !request.wants_upgrade() {
+        let response = match ctx.server.upgrade() {
+            Some(server) => {
+                http::respond(&*server, ctx.routes.serves_status_page(), &request, peer)
+            }
+            None => http::HttpResponse::refusal(503, "server is shutting down", &[]),
+        };
+        // Counted before the client can see the answer, so that what it sees is always in the counters.
+        ctx.stats.answered_http(response.status);
+        debug!(
+            "connection from {peer}: {} {} -> {}",
+            request.method, request.target, response.status
+        );
+        respond(poll, table, slot, response.bytes);
+        return;
+    }
+    let upgrade = match request.websocket() {
+        Ok(u) => u,
+        Err(e) => return refuse_error(ctx, poll, table, slot, e),
+    };
+    let Some((route_index, route)) = ctx.routes.find(request.path()) else {
+        let reason = format!("no WebSocket service at {}", request.path());
+        return refuse(ctx, poll, table, slot, 404, &reason, &[]);
+    };
+    if let Err(reason) = auth::check_origin(route.origins(), upgrade.origin.as_deref()) {
+        return refuse(ctx, poll, table, slot, 403, &reason, &[]);
+    }
+    if let Err(e) = auth::check_key(route.required_key(), &request) {
+        return refuse(ctx, poll, table, slot, e.status(), e.reason(), e.headers());
+    }
+    let protocol = match auth::negotiate_protocol(route.subprotocol(), &upgrade.protocols) {
+        Ok(p) => p,
+        Err(reason) => return refuse(ctx, poll, table, slot, 400, &reason, &[]),
+    };
+    let Some(Pending {
+        socket,
+        peer,
+        phase,
+        _ip: Some(ip),
+        ..
+    }) = take(poll, table, slot)
+    else {
+        return;
+    };
+    let leftover = match &phase {
+        Phase::Reading(parser) => parser.trailing().to_vec(),
+        _ => Vec::new(),
+    };
+    if socket.set_nonblocking(false).is_err() {
+        return;
+    }
+    let job = Job {
+        socket,
+        peer,
+        response: upgrade.response(protocol.as_deref()),
+        protocol,
+        target: request.target.clone(),
+        route: route_index,
+        leftover,
+        admitted_at: Instant::now(),
+        ip,
+    };
+    let refused = match Pool::submit(&ctx.pool, &ctx.jobs, job) {
+        Ok(()) => return,
+        Err(Refused::Full(job)) => job,
+        Err(Refused::Spawn(job, e)) => {
+            error!("connection from {peer}: cannot start a worker thread: {e}");
+            job
+        }
+    };
+    // Every worker is busy: 503 at once, from here.
+    Stats::bump(&ctx.stats.refused_full);
+    ctx.stats.refused(503);
+    ctx.stats.admission(Admission::PoolFull);
+    warn!(
+        "connection from {peer}: refused 503, all {} workers are busy",
+        ctx.pool.capacity()
+    );
+    let Job { socket, ip, .. } = refused;
+    if socket.set_nonblocking(true).is_err() {
+        return;
+    }
+    let response = handshake::refusal(
+        503,
+        "the server is at its connection capacity; try again later",
+        &[("Retry-After", retry_after)],
+    );
+    let pending = Pending {
+        socket,
+        peer,
+        phase: Phase::Writing {
+            out: response,
+            done: 0,
+        },
+        deadline: Instant::now() + ANSWERED_LINGER,
+        generation: 0,
+        handshaking: false,
+        _ip: Some(ip),
+    };
+    let slot = table.insert(pending);
+    if register(poll, table, slot, Interest::READABLE | Interest::WRITABLE).is_ok() {
+        on_writable(poll, table, slot);
+    }
+}
+
+fn refuse_error(
+    ctx: &AdmissionContext,
+    poll: &Poll,
+    table: &mut Table,
+    slot: usize,
+    error: HandshakeError,
+) {
+    ctx.stats.refused(error.status());
+    if let Some(p) = table.get(slot) {
+        warn!(
+            "connection from {}: refused {} ({})",
+            p.peer,
+            error.status(),
+            error.reason()
+        );
+    }
+    respond(poll, table, slot, error.response());
+}
+
+fn refuse(
+    ctx: &AdmissionContext,
+    poll: &Poll,
+    table: &mut Table,
+    slot: usize,
+    status: u16,
+    reason: &str,
+    headers: &[(&str, &str)],
+) {
+    ctx.stats.refused(status);
+    if let Some(p) = table.get(slot) {
+        warn!("connection from {}: refused {status} ({reason})", p.peer);
+    }
+    respond(
+        poll,
+        table,
+        slot,
+        handshake::refusal(status, reason, headers),
+    );
+}
+
+/// Refuses a pending handshake that is being closed to make room, or that ran out of time.
+fn refuse_and_close(
+    ctx: &AdmissionContext,
+    poll: &Poll,
+    table: &mut Table,
+    slot: usize,
+    status: u16,
+    reason: &str,
+) {
+    ctx.stats.refused(status);
+    table.done_handshaking(slot);
+    if let Some(p) = take(poll, table, slot) {
+        // One non-blocking try: a client that let the table fill gets no more of our time.
+        let _ = p
+            .socket
+            .send_with_flags(&handshake::refusal(status, reason, &[]), SEND_NOW);
+        let _ = p.socket.shutdown(Shutdown::Both);
+    }
+}
+
+/// Starts writing `response` to `slot`; the rest goes as the socket takes it.
+fn respond(poll: &Poll, table: &mut Table, slot: usize, response: Vec<u8>) {
+    let Some(p) = table.get(slot) else {
+        return;
+    };
+    p.phase = Phase::Writing {
+        out: response,
+        done: 0,
+    };
+    table.reschedule(slot, Instant::now() + ANSWERED_LINGER);
+    reregister(poll, table, slot, Interest::READABLE | Interest::WRITABLE);
+    on_writable(poll, table, slot);
+}
+
+fn on_writable(poll: &Poll, table: &mut Table, slot: usize) {
+    let Some(p) = table.get(slot) else {
+        return;
+    };
+    let Phase::Writing { out, done } = &mut p.phase else {
+        return;
+    };
+    while *done < out.len() {
+        match p.socket.send_with_flags(&out[*done..], SEND_NOW) {
+            Ok(0) => {
+                close(poll, table, slot);
+                return;
+            }
+            Ok(n) => *done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(_) => {
+                close(poll, table, slot);
+                return;
+            }
+        }
+    }
+    // All out: FIN, then wait (bounded) for the client's side so that the close is not a reset.
+    let _ = p.socket.shutdown(Shutdown::Write);
+    p.phase = Phase::Draining;
+    reregister(poll, table, slot, Interest::READABLE);
+}
+
+fn on_deadline(ctx: &AdmissionContext, poll: &Poll, table: &mut Table, slot: usize) {
+    let Some(p) = table.get(slot) else {
+        return;
+    };
+    match p.phase {
+        Phase::Reading(_) => {
+            ctx.stats.admission(Admission::Timeout);
+            let reason = format!(
+                "the request did not arrive within {}",
+                format_duration(ctx.limits.handshake_timeout)
+            );
+            warn!("connection from {}: refused 408 ({reason})", p.peer);
+            table.done_handshaking(slot);
+            refuse_and_close(ctx, poll, table, slot, 408, &reason);
+        }
+        // The client did not take the response, or did not close, in time.
+        Phase::Writing { .. } | Phase::Draining => close(poll, table, slot),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_per_address_limit_counts_every_share_until_it_is_dropped() {
+        let table = Arc::new(PerIp::new(2));
+        let a: IpAddr = [127, 0, 0, 2].into();
+        let b: IpAddr = [127, 0, 0, 3].into();
+        let one = PerIp::take(&table, a).expect("first");
+        let two = PerIp::take(&table, a).expect("second");
+        assert!(
+            PerIp::take(&table, a).is_none(),
+            "a third from the same address"
+        );
+        let other = PerIp::take(&table, b).expect("another address is not affected");
+        assert_eq!(table.count(a), 2);
+        drop(one);
+        assert_eq!(table.count(a), 1);
+        assert!(PerIp::take(&table, a).is_some());
+        drop((two, other));
+        assert_eq!(table.count(b), 0);
+        // No limit.
+        let open = Arc::new(PerIp::new(0));
+        let shares: Vec<_> = (0..100).filter_map(|_| PerIp::take(&open, a)).collect();
+        assert_eq!(shares.len(), 100);
+    }
+}
