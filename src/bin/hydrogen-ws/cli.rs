@@ -98,6 +98,15 @@ struct Args {
     #[arg(long, env = "HYDROGEN_WS_MAX_HEADERS", value_name = "N", value_parser = whole_number,
           default_value_t = Config::default().limits.max_headers)]
     max_headers: usize,
+    /// most handshakes in progress at once; when full, the oldest is closed (408) to make room
+    #[arg(long, env = "HYDROGEN_WS_MAX_PENDING", value_name = "N", value_parser = whole_number,
+          default_value_t = Config::default().limits.max_pending_handshakes)]
+    max_pending: usize,
+    /// most connections (open and pending) from one client address (429 beyond); 0 = no limit
+    #[arg(long, env = "HYDROGEN_WS_MAX_CONNECTIONS_PER_IP", value_name = "N",
+          value_parser = whole_number,
+          default_value_t = Config::default().limits.max_connections_per_ip)]
+    max_connections_per_ip: usize,
     /// time for the upgrade request to arrive (408 after)
     #[arg(long, env = "HYDROGEN_WS_HANDSHAKE_TIMEOUT", value_name = "TIME",
           default_value_t = Time(Config::default().limits.handshake_timeout))]
@@ -198,6 +207,8 @@ impl Args {
         l.max_frame_size = self.max_frame_size.map_or(l.max_message_size, |s| s.0);
         l.max_header_bytes = self.max_header_size.0;
         l.max_headers = self.max_headers;
+        l.max_pending_handshakes = self.max_pending;
+        l.max_connections_per_ip = self.max_connections_per_ip;
         l.handshake_timeout = self.handshake_timeout.0;
         l.send_timeout = self.send_timeout.0;
         l.idle_timeout = self.idle_timeout.or_never();
