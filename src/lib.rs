@@ -2,8 +2,9 @@
 //! (workers start on demand, one per connection), built to stop in milliseconds.
 //!
 //! ```text
-//!  acceptor thread ──accept──> pool (N workers, crossbeam channel) ──> worker (one connection each)
-//!       │ all busy: 503 + Retry-After                                   │ handshake (deadline), route -> 101
+//!  admission thread: accept, read request heads (epoll, non-blocking, deadline), plain HTTP, refusals
+//!       │ a complete, valid upgrade ──> pool (N workers, crossbeam channel) ──> worker (one each)
+//!       │ all busy: 503 + Retry-After                                   │ 101
 //!       │                                                               │ read loop: bytes -> Session
 //!       └── shutdown(): listener shut, 1001 to every registered ──┐     │   -> messages -> route's Handler
 //!                       connection, shutdown(Both) -> workers wake └──> registry (slot per worker)
@@ -16,7 +17,7 @@
 //! ```text
 //!  apps (echo, hydrogen)                      the applications, and the --mode route tables
 //!  server                                     builds each thread's context, hands out ServerHandle
-//!  runtime (listener, pool, worker, ticker, shutdown)
+//!  runtime (admission, pool, worker, ticker, shutdown)
 //!  http, routes, auth, handler                plain HTTP; path -> application, key, subprotocol, origins
 //!  bus, registry                              broadcast and publish; the live connections
 //!  conn (Conn, writer, ending)                one connection as every thread sees it
