@@ -95,6 +95,12 @@ pub use server::{Server, ServerError};
 pub use stats::{Admission, Stats, StatsSnapshot};
 pub use status::StatusDocument;
 
+/// Raises the process's soft limit on open descriptors to its hard limit (as a server binary should at
+/// start: every connection, pending or open, is a descriptor) and returns the limit now in force.
+pub fn raise_open_file_limit() -> std::io::Result<u64> {
+    sys::raise_open_file_limit()
+}
+
 /// The Hydrogen application's constants (topics, intervals).
 pub mod hydrogen {
     pub use crate::apps::{DEFAULT_INTERVAL, MAX_INTERVAL, MIN_INTERVAL, STATUS_TOPIC};

@@ -80,6 +80,31 @@ pub(crate) fn set_defer_accept(_socket: &Socket, _secs: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Raises this process's soft limit on open descriptors to its hard limit; returns the limit now in
+/// force.
+pub(crate) fn raise_open_file_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass, which lives across the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct we pass, which lives across the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        limit.rlim_cur = limit.rlim_max;
+    }
+    Ok(limit.rlim_cur)
+}
+
 /// Resident memory (bytes) and thread count of this process, from `/proc/self/status`.
 pub(crate) fn process_usage() -> (Option<u64>, Option<u64>) {
     let Ok(text) = std::fs::read_to_string("/proc/self/status") else {

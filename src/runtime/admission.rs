@@ -316,8 +316,16 @@ pub(crate) fn run(ctx: &AdmissionContext, mut poll: Poll) {
     let mut table = Table::new();
     let retry_after = ctx.retry_after_secs.to_string();
     let mut accepting = true;
+    // Set when accept failed for want of descriptors: the backlog is tried again then (epoll reports a
+    // readiness only once, so nothing else would).
+    let mut retry_accept: Option<Instant> = None;
     loop {
-        let timeout = table.next_timeout(Instant::now());
+        let now = Instant::now();
+        let mut timeout = table.next_timeout(now);
+        if let Some(at) = retry_accept {
+            let wait = at.saturating_duration_since(now);
+            timeout = Some(timeout.map_or(wait, |t| t.min(wait)));
+        }
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 error!("admission: poll failed: {e}");
@@ -328,10 +336,29 @@ pub(crate) fn run(ctx: &AdmissionContext, mut poll: Poll) {
             close_all(&poll, &mut table);
             return;
         }
+        if retry_accept.is_some_and(|at| at <= Instant::now()) {
+            retry_accept = None;
+            accepting = true;
+            accept_now(
+                ctx,
+                &poll,
+                &mut table,
+                &retry_after,
+                &mut accepting,
+                &mut retry_accept,
+            );
+        }
         for event in events.iter() {
             match event.token() {
                 LISTENER if accepting => {
-                    accepting = accept_all(ctx, &poll, &mut table, &retry_after);
+                    accept_now(
+                        ctx,
+                        &poll,
+                        &mut table,
+                        &retry_after,
+                        &mut accepting,
+                        &mut retry_accept,
+                    );
                 }
                 LISTENER | WAKER => {}
                 Token(t) => {
@@ -353,23 +380,55 @@ pub(crate) fn run(ctx: &AdmissionContext, mut poll: Poll) {
     }
 }
 
-/// Accepts until the backlog is empty. Returns `false` when the listener is gone for good.
-fn accept_all(ctx: &AdmissionContext, poll: &Poll, table: &mut Table, retry_after: &str) -> bool {
-    let _ = retry_after;
+/// What [`accept_all`] left behind.
+enum Backlog {
+    /// Empty: the next connection is announced by epoll.
+    Drained,
+    /// Connections wait, but accept failed (out of descriptors, memory): try again shortly.
+    Retry,
+    /// The listener is gone (the shutdown shut it).
+    Closed,
+}
+
+fn accept_now(
+    ctx: &AdmissionContext,
+    poll: &Poll,
+    table: &mut Table,
+    retry_after: &str,
+    accepting: &mut bool,
+    retry_accept: &mut Option<Instant>,
+) {
+    match accept_all(ctx, poll, table, retry_after) {
+        Backlog::Drained => {}
+        Backlog::Retry => *retry_accept = Some(Instant::now() + ACCEPT_RETRY),
+        Backlog::Closed => *accepting = false,
+    }
+}
+
+/// How long the stage waits before it tries the backlog again after accept failed.
+const ACCEPT_RETRY: Duration = Duration::from_millis(10);
+
+/// Accepts until the backlog is empty.
+fn accept_all(
+    ctx: &AdmissionContext,
+    poll: &Poll,
+    table: &mut Table,
+    retry_after: &str,
+) -> Backlog {
     loop {
         let (socket, addr) = match ctx.listener.accept() {
             Ok(pair) => pair,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Backlog::Drained,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if ctx.shutdown.started() => {
                 debug!("admission: stopping ({e})");
-                return false;
+                return Backlog::Closed;
             }
             Err(e) => {
                 // EMFILE and friends: the listener is fine, the process is short of something. The
-                // connection stays in the backlog; the next readiness (or the next deadline) retries.
+                // connection stays in the backlog until descriptors are free again.
                 warn!("accept failed: {e}");
-                return true;
+                return Backlog::Retry;
             }
         };
         Stats::bump(&ctx.stats.connections_total);

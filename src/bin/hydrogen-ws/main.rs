@@ -69,6 +69,15 @@ fn main() -> ExitCode {
     let open = config.key.is_none();
     let mode = config.mode;
     let threads = config.threads;
+    // Every connection, pending or open, is a descriptor: the default soft limit (often 1,024) would
+    // refuse connections long before the pool and the pending table are full.
+    match hydrogen_ws::raise_open_file_limit() {
+        Ok(n) if (n as usize) < threads + config.limits.max_pending_handshakes + 64 => log::warn!(
+            "the open-file limit is {n}: fewer than --threads plus --max-pending need; raise it (ulimit -n)"
+        ),
+        Ok(_) => {}
+        Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
+    }
     let routes = routes_for_mode(&config);
     let server = match Server::with_routes(config, routes) {
         Ok(s) => s,
