@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 use log::info;
 use socket2::Socket;
 
-use super::admission::AdmissionWaker;
 use crate::conn::{self, ShutdownClose};
 use crate::registry::Registry;
 use crate::report::ShutdownReport;
@@ -41,7 +40,7 @@ pub(crate) struct ShutdownContext {
     /// The hard bound on the whole sequence.
     pub timeout: Duration,
     /// Wakes the admission stage, which then closes every pending handshake.
-    pub admission: AdmissionWaker,
+    pub admission: Arc<mio::Waker>,
 }
 
 /// Shutdown bookkeeping shared with the workers.

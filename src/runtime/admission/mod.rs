@@ -16,12 +16,10 @@
 //! `TCP_DEFER_ACCEPT` (Linux) a connection that sends nothing does not even wake this thread until the
 //! kernel gives up waiting for its data.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::{self, Read};
-use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -30,6 +28,12 @@ use log::{debug, error, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::Socket;
+
+mod per_ip;
+mod table;
+
+pub(crate) use per_ip::{IpSlot, PerIp};
+use table::{Pending, Phase, Table};
 
 use super::pool::{Pool, Refused};
 use super::shutdown::ShutdownState;
@@ -89,208 +93,6 @@ pub(crate) struct AdmissionContext {
     pub retry_after_secs: u32,
     /// Connections per client address.
     pub per_ip: Arc<PerIp>,
-}
-
-/// Connections (pending and open) per client address, against a limit.
-pub(crate) struct PerIp {
-    limit: usize,
-    counts: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// One connection's share of its address's count; dropping it gives the share back.
-pub(crate) struct IpSlot {
-    ip: IpAddr,
-    table: Arc<PerIp>,
-}
-
-impl PerIp {
-    /// A table allowing `limit` connections per address (0: no limit).
-    pub(crate) fn new(limit: usize) -> Self {
-        PerIp {
-            limit,
-            counts: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// A share for `ip`, unless the address is at its limit.
-    fn take(table: &Arc<PerIp>, ip: IpAddr) -> Option<IpSlot> {
-        let mut counts = table.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = counts.entry(ip).or_insert(0);
-        if table.limit != 0 && *count >= table.limit {
-            return None;
-        }
-        *count += 1;
-        Some(IpSlot {
-            ip,
-            table: Arc::clone(table),
-        })
-    }
-
-    /// Connections `ip` holds now.
-    #[cfg(test)]
-    fn count(&self, ip: IpAddr) -> usize {
-        let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        counts.get(&ip).copied().unwrap_or(0)
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut counts = self
-            .table
-            .counts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
-}
-
-/// Where a pending socket is in its short life.
-enum Phase {
-    /// Reading the request head.
-    Reading(RequestParser),
-    /// Writing a response (`out[done..]` still to go); then the write side is shut.
-    Writing { out: Vec<u8>, done: usize },
-    /// The response went out and the write side is shut: reading (and discarding) until the client
-    /// closes too, so that closing never turns into a reset that would destroy the response.
-    Draining,
-}
-
-struct Pending {
-    socket: Socket,
-    peer: SocketAddr,
-    phase: Phase,
-    deadline: Instant,
-    /// Told apart from an earlier occupant of the same slot (the timer and age queues keep tokens).
-    generation: u64,
-    /// Whether the handshake is still in progress (counted in the pending gauge).
-    handshaking: bool,
-    _ip: Option<IpSlot>,
-}
-
-/// The pending sockets, their deadlines and their ages.
-struct Table {
-    slots: Vec<Option<Pending>>,
-    free: Vec<usize>,
-    /// (deadline, slot, generation), earliest first.
-    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
-    /// (slot, generation) in the order the handshakes began: the oldest first.
-    ages: VecDeque<(usize, u64)>,
-    next_generation: u64,
-    /// Handshakes in progress (entries still reading their request).
-    handshaking: usize,
-}
-
-impl Table {
-    fn new() -> Self {
-        Table {
-            slots: Vec::new(),
-            free: Vec::new(),
-            timers: BinaryHeap::new(),
-            ages: VecDeque::new(),
-            next_generation: 1,
-            handshaking: 0,
-        }
-    }
-
-    fn get(&mut self, slot: usize) -> Option<&mut Pending> {
-        self.slots.get_mut(slot).and_then(Option::as_mut)
-    }
-
-    fn insert(&mut self, mut pending: Pending) -> usize {
-        pending.generation = self.next_generation;
-        self.next_generation += 1;
-        let slot = match self.free.pop() {
-            Some(slot) => slot,
-            None => {
-                self.slots.push(None);
-                self.slots.len() - 1
-            }
-        };
-        self.timers
-            .push(Reverse((pending.deadline, slot, pending.generation)));
-        if pending.handshaking {
-            self.ages.push_back((slot, pending.generation));
-            self.handshaking += 1;
-        }
-        self.slots[slot] = Some(pending);
-        slot
-    }
-
-    fn remove(&mut self, slot: usize) -> Option<Pending> {
-        let pending = self.slots.get_mut(slot)?.take()?;
-        if pending.handshaking {
-            self.handshaking -= 1;
-        }
-        self.free.push(slot);
-        Some(pending)
-    }
-
-    /// The handshake has ended (answered, refused or handed over): it no longer counts as pending.
-    fn done_handshaking(&mut self, slot: usize) {
-        if let Some(p) = self.slots.get_mut(slot).and_then(Option::as_mut) {
-            if std::mem::take(&mut p.handshaking) {
-                self.handshaking -= 1;
-            }
-        }
-    }
-
-    /// Sets a new deadline for `slot`.
-    fn reschedule(&mut self, slot: usize, deadline: Instant) {
-        if let Some(p) = self.slots.get_mut(slot).and_then(Option::as_mut) {
-            p.deadline = deadline;
-            self.timers.push(Reverse((deadline, slot, p.generation)));
-        }
-    }
-
-    /// The slot of the handshake that has waited longest.
-    fn oldest_handshake(&mut self) -> Option<usize> {
-        while let Some(&(slot, generation)) = self.ages.front() {
-            self.ages.pop_front();
-            if let Some(p) = self.slots.get(slot).and_then(Option::as_ref) {
-                if p.generation == generation && p.handshaking {
-                    return Some(slot);
-                }
-            }
-        }
-        None
-    }
-
-    /// The slots whose deadline has passed at `now`.
-    fn expired(&mut self, now: Instant) -> Vec<usize> {
-        let mut due = Vec::new();
-        while let Some(&Reverse((deadline, slot, generation))) = self.timers.peek() {
-            if deadline > now {
-                break;
-            }
-            self.timers.pop();
-            if let Some(p) = self.slots.get(slot).and_then(Option::as_ref) {
-                if p.generation == generation && p.deadline <= now {
-                    due.push(slot);
-                }
-            }
-        }
-        due
-    }
-
-    /// Time until the earliest deadline.
-    fn next_timeout(&self, now: Instant) -> Option<Duration> {
-        self.timers
-            .peek()
-            .map(|Reverse((deadline, _, _))| deadline.saturating_duration_since(now))
-    }
-
-    fn occupied(&self) -> impl Iterator<Item = usize> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.as_ref().map(|_| i))
-    }
 }
 
 /// A waker for the admission thread (the shutdown sequence uses it).
@@ -832,34 +634,5 @@ fn on_deadline(ctx: &AdmissionContext, poll: &Poll, table: &mut Table, slot: usi
         }
         // The client did not take the response, or did not close, in time.
         Phase::Writing { .. } | Phase::Draining => close(poll, table, slot),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_per_address_limit_counts_every_share_until_it_is_dropped() {
-        let table = Arc::new(PerIp::new(2));
-        let a: IpAddr = [127, 0, 0, 2].into();
-        let b: IpAddr = [127, 0, 0, 3].into();
-        let one = PerIp::take(&table, a).expect("first");
-        let two = PerIp::take(&table, a).expect("second");
-        assert!(
-            PerIp::take(&table, a).is_none(),
-            "a third from the same address"
-        );
-        let other = PerIp::take(&table, b).expect("another address is not affected");
-        assert_eq!(table.count(a), 2);
-        drop(one);
-        assert_eq!(table.count(a), 1);
-        assert!(PerIp::take(&table, a).is_some());
-        drop((two, other));
-        assert_eq!(table.count(b), 0);
-        // No limit.
-        let open = Arc::new(PerIp::new(0));
-        let shares: Vec<_> = (0..100).filter_map(|_| PerIp::take(&open, a)).collect();
-        assert_eq!(shares.len(), 100);
     }
 }
