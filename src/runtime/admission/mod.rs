@@ -228,8 +228,17 @@ fn accept_all(
             }
             Err(e) => {
                 // EMFILE and friends: the listener is fine, the process is short of something. The
-                // connection stays in the backlog until descriptors are free again.
-                warn!("accept failed: {e}");
+                // connection stays in the backlog until descriptors are free again. Said once a second
+                // at most: the retries come every 10 ms.
+                thread_local! {
+                    static LAST_WARNING: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+                }
+                let now = Instant::now();
+                if LAST_WARNING.with(|w| w.get().is_none_or(|t| now - t >= Duration::from_secs(1)))
+                {
+                    LAST_WARNING.with(|w| w.set(Some(now)));
+                    warn!("accept failed: {e} (connections wait in the backlog; retrying)");
+                }
                 return Backlog::Retry;
             }
         };
