@@ -1,9 +1,11 @@
 //! The client side of the opening handshake: one connection, or many from a few threads.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use socket2::{Domain, Socket, Type};
 
 /// The `Sec-WebSocket-Key` every bench client sends (the sample nonce of RFC 6455).
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -29,8 +31,28 @@ pub type Opened = (TcpStream, Vec<u8>);
 
 /// TCP connect, the upgrade request for `/`, and a 101 with the right accept value.
 pub fn connect(addr: SocketAddr) -> Result<Opened, String> {
-    let mut stream =
+    let stream =
         TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
+    upgrade(stream, addr)
+}
+
+/// Like [`connect`], from the local address `from` (a loopback alias such as 127.0.0.2, so that a
+/// server's per-address limit counts this connection apart from the others).
+pub fn connect_from(addr: SocketAddr, from: IpAddr) -> Result<Opened, String> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)
+        .map_err(|e| format!("socket: {e}"))?;
+    socket
+        .bind(&SocketAddr::new(from, 0).into())
+        .map_err(|e| format!("bind {from}: {e}"))?;
+    socket
+        .connect_timeout(&addr.into(), CONNECT_TIMEOUT)
+        .map_err(|e| format!("connect from {from}: {e}"))?;
+    upgrade(socket.into(), addr)
+}
+
+/// The upgrade request for `/` on a connected `stream` (to `addr`), and a 101 with the right accept
+/// value.
+pub fn upgrade(mut stream: TcpStream, addr: SocketAddr) -> Result<Opened, String> {
     let io = |e: io::Error| e.to_string();
     stream.set_nodelay(true).map_err(io)?;
     stream

@@ -16,7 +16,36 @@ pub fn clock_ticks() -> f64 {
 
 /// utime + stime of the whole process `pid`, in seconds.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// utime + stime of one thread `tid` of process `pid`, in seconds.
+pub fn thread_cpu_seconds(pid: u32, tid: u32) -> f64 {
+    stat_cpu_seconds(&format!("/proc/{pid}/task/{tid}/stat"))
+}
+
+/// The threads of process `pid` whose name (`comm`, which the kernel cuts to 15 bytes) is `name`
+/// or, for a longer name, its first 15 bytes.
+pub fn threads_named(pid: u32, name: &str) -> Vec<u32> {
+    let want = &name.as_bytes()[..name.len().min(15)];
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut tids: Vec<u32> = tasks
+        .flatten()
+        .filter_map(|t| t.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|tid| {
+            fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                .is_ok_and(|c| c.trim_end_matches('\n').as_bytes() == want)
+        })
+        .collect();
+    tids.sort_unstable();
+    tids
+}
+
+/// utime + stime from a `stat` file of `/proc` (a process's or a thread's), in seconds.
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let stat = fs::read_to_string(path).unwrap_or_default();
     // Fields after the command (which may hold spaces) start at field 3 ("state").
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -51,6 +80,29 @@ fn field(status: &str, key: &str) -> u64 {
         .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// The `TcpExt` counters of `/proc/net/netstat` named in `names` (for this network namespace, every
+/// process in it together), in the order asked; a counter the kernel does not have is 0.
+pub fn tcp_ext(names: &[&str]) -> Vec<(String, u64)> {
+    let text = fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut rows = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(header), Some(values)) = (rows.next(), rows.next()) else {
+        return names.iter().map(|n| (n.to_string(), 0)).collect();
+    };
+    let pairs: Vec<(&str, u64)> = header
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .skip(1)
+        .map(|(k, v)| (k, v.parse().unwrap_or(0)))
+        .collect();
+    names
+        .iter()
+        .map(|n| {
+            let v = pairs.iter().find(|(k, _)| k == n).map_or(0, |(_, v)| *v);
+            (n.to_string(), v)
+        })
+        .collect()
 }
 
 /// The machine's load averages over 1, 5 and 15 minutes, as `/proc/loadavg` writes them.
