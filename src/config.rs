@@ -83,7 +83,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(5),
             send_timeout: Duration::from_secs(10),
             idle_timeout: None,
-            max_pending_handshakes: 4096,
+            max_pending_handshakes: 16_384,
             max_connections_per_ip: 256,
         }
     }
@@ -145,7 +145,7 @@ impl Default for Config {
             mode: Mode::Hydrogen,
             threads: 256,
             stack_size: 128 * 1024,
-            backlog: 1024,
+            backlog: 4096,
             limits: Limits::default(),
             shutdown_timeout: Duration::from_millis(500),
             retry_after_secs: 1,

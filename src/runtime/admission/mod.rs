@@ -118,6 +118,7 @@ pub(crate) fn run(ctx: &AdmissionContext, mut poll: Poll) {
     let mut table = Table::new();
     let retry_after = ctx.retry_after_secs.to_string();
     let mut accepting = true;
+    let mut summary = Summary::new(&ctx.stats);
     // Set when accept failed for want of descriptors: the backlog is tried again then (epoll reports a
     // readiness only once, so nothing else would).
     let mut retry_accept: Option<Instant> = None;
@@ -135,7 +136,11 @@ pub(crate) fn run(ctx: &AdmissionContext, mut poll: Poll) {
             }
         }
         if ctx.shutdown.started() {
-            close_all(&poll, &mut table);
+            // Every pending socket is closed at once: the poll first (one close takes every
+            // registration with it), then the sockets, one close each.
+            drop(poll);
+            table.clear();
+            ctx.stats.set_pending(0);
             return;
         }
         if retry_accept.is_some_and(|at| at <= Instant::now()) {
@@ -176,9 +181,62 @@ pub(crate) fn run(ctx: &AdmissionContext, mut poll: Poll) {
         }
         let now = Instant::now();
         for slot in table.expired(now) {
-            on_deadline(ctx, &poll, &mut table, slot);
+            on_deadline(ctx, &mut table, slot);
         }
         ctx.stats.set_pending(table.handshaking);
+        summary.tick(ctx, now);
+    }
+}
+
+/// How often the refusals a crowd causes (each logged at debug only) are summed up in one warning.
+const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+
+/// The warning that sums up the admission refusals of the last [`SUMMARY_EVERY`]: under a crowd, one
+/// line per refused socket would flood the log (and cost the stage more than the refusals themselves).
+struct Summary {
+    last: Instant,
+    counts: Vec<(Admission, u64)>,
+}
+
+impl Summary {
+    fn new(stats: &Stats) -> Self {
+        Summary {
+            last: Instant::now(),
+            counts: stats.admission_refusals(),
+        }
+    }
+
+    fn tick(&mut self, ctx: &AdmissionContext, now: Instant) {
+        if now.duration_since(self.last) < SUMMARY_EVERY {
+            return;
+        }
+        let counts = ctx.stats.admission_refusals();
+        let parts: Vec<String> = counts
+            .iter()
+            .zip(&self.counts)
+            .filter(|((_, now), (_, before))| now > before)
+            .map(|((reason, now), (_, before))| {
+                let what = match reason {
+                    Admission::PendingFull => "closed to make room (408, the table was full)",
+                    Admission::PerIp => "refused for their address (429)",
+                    Admission::Timeout => "timed out (408)",
+                    Admission::PoolFull => "refused for a full pool (503)",
+                };
+                format!("{} {what}", now - before)
+            })
+            .collect();
+        if !parts.is_empty() {
+            warn!(
+                "admission, last {} s: {}; {} handshakes pending",
+                now.duration_since(self.last).as_secs(),
+                parts.join(", "),
+                ctx.stats
+                    .pending_handshakes
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
+        self.last = now;
+        self.counts = counts;
     }
 }
 
@@ -254,7 +312,7 @@ fn accept_all(
         if ip.is_none() {
             ctx.stats.admission(Admission::PerIp);
             ctx.stats.refused(429);
-            warn!(
+            debug!(
                 "connection from {peer}: refused 429, the address holds {} connections already",
                 ctx.per_ip.limit
             );
@@ -294,7 +352,7 @@ fn accept_all(
                     );
                 }
                 let reason = "the server is busy with other handshakes and closed the oldest";
-                refuse_and_close(ctx, poll, table, oldest, 408, reason);
+                refuse_and_close(ctx, table, oldest, 408, reason);
             }
         }
         let pending = Pending {
@@ -308,7 +366,7 @@ fn accept_all(
         };
         let slot = table.insert(pending);
         if register(poll, table, slot, Interest::READABLE).is_err() {
-            close(poll, table, slot);
+            close(table, slot);
             continue;
         }
         // With TCP_DEFER_ACCEPT the head has usually arrived already: read it now.
@@ -343,19 +401,9 @@ fn take(poll: &Poll, table: &mut Table, slot: usize) -> Option<Pending> {
     Some(p)
 }
 
-/// Closes `slot` at once.
-fn close(poll: &Poll, table: &mut Table, slot: usize) {
-    if let Some(p) = take(poll, table, slot) {
-        let _ = p.socket.shutdown(Shutdown::Both);
-    }
-}
-
-/// Every pending socket is closed (the server is shutting down).
-fn close_all(poll: &Poll, table: &mut Table) {
-    let slots: Vec<usize> = table.occupied().collect();
-    for slot in slots {
-        close(poll, table, slot);
-    }
+/// Closes `slot` at once. (Closing the descriptor also takes it out of the poll: it is the only one.)
+fn close(table: &mut Table, slot: usize) {
+    drop(table.remove(slot));
 }
 
 fn on_readable(
@@ -374,14 +422,14 @@ fn on_readable(
             Ok(0) => {
                 // The client closed its side: a handshake that will never complete, or a client that
                 // has taken our response.
-                close(poll, table, slot);
+                close(table, slot);
                 return;
             }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(_) => {
-                close(poll, table, slot);
+                close(table, slot);
                 return;
             }
         };
@@ -493,7 +541,7 @@ fn on_request(
     Stats::bump(&ctx.stats.refused_full);
     ctx.stats.refused(503);
     ctx.stats.admission(Admission::PoolFull);
-    warn!(
+    debug!(
         "connection from {peer}: refused 503, all {} workers are busy",
         ctx.pool.capacity()
     );
@@ -567,7 +615,6 @@ fn refuse(
 /// Refuses a pending handshake that is being closed to make room, or that ran out of time.
 fn refuse_and_close(
     ctx: &AdmissionContext,
-    poll: &Poll,
     table: &mut Table,
     slot: usize,
     status: u16,
@@ -575,7 +622,7 @@ fn refuse_and_close(
 ) {
     ctx.stats.refused(status);
     table.done_handshaking(slot);
-    if let Some(p) = take(poll, table, slot) {
+    if let Some(p) = table.remove(slot) {
         // One non-blocking try: a client that let the table fill gets no more of our time.
         let _ = p
             .socket
@@ -608,14 +655,14 @@ fn on_writable(poll: &Poll, table: &mut Table, slot: usize) {
     while *done < out.len() {
         match p.socket.send_with_flags(&out[*done..], SEND_NOW) {
             Ok(0) => {
-                close(poll, table, slot);
+                close(table, slot);
                 return;
             }
             Ok(n) => *done += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(_) => {
-                close(poll, table, slot);
+                close(table, slot);
                 return;
             }
         }
@@ -626,7 +673,7 @@ fn on_writable(poll: &Poll, table: &mut Table, slot: usize) {
     reregister(poll, table, slot, Interest::READABLE);
 }
 
-fn on_deadline(ctx: &AdmissionContext, poll: &Poll, table: &mut Table, slot: usize) {
+fn on_deadline(ctx: &AdmissionContext, table: &mut Table, slot: usize) {
     let Some(p) = table.get(slot) else {
         return;
     };
@@ -637,11 +684,11 @@ fn on_deadline(ctx: &AdmissionContext, poll: &Poll, table: &mut Table, slot: usi
                 "the request did not arrive within {}",
                 format_duration(ctx.limits.handshake_timeout)
             );
-            warn!("connection from {}: refused 408 ({reason})", p.peer);
+            debug!("connection from {}: refused 408 ({reason})", p.peer);
             table.done_handshaking(slot);
-            refuse_and_close(ctx, poll, table, slot, 408, &reason);
+            refuse_and_close(ctx, table, slot, 408, &reason);
         }
         // The client did not take the response, or did not close, in time.
-        Phase::Writing { .. } | Phase::Draining => close(poll, table, slot),
+        Phase::Writing { .. } | Phase::Draining => close(table, slot),
     }
 }

@@ -188,11 +188,13 @@ impl Table {
             .map(|Reverse((deadline, _, _))| deadline.saturating_duration_since(now))
     }
 
-    pub(super) fn occupied(&self) -> impl Iterator<Item = usize> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.as_ref().map(|_| i))
+    /// Removes (and so closes) every entry.
+    pub(super) fn clear(&mut self) {
+        self.slots.clear();
+        self.free.clear();
+        self.timers.clear();
+        self.ages.clear();
+        self.handshaking = 0;
     }
 }
 
