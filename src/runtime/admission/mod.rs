@@ -46,6 +46,13 @@ use crate::routes::Routes;
 use crate::stats::{Admission, Stats};
 use crate::sys::SEND_NOW;
 
+/// Most events taken from the poll at once, and most accepts and expired deadlines handled in one turn
+/// of the loop: a crowd's burst (thousands of deadlines that fall together, a reconnect storm after
+/// them) is worked through in slices, with every other socket's events in between, so a well-behaved
+/// client's request waits behind a slice, never behind the whole burst.
+const EVENTS: usize = 256;
+const BATCH: usize = 64;
+
 /// The listening socket's token; the waker's; pending sockets are `FIRST + slot`.
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -114,13 +121,14 @@ pub(crate) fn prepare(listener: &Socket) -> io::Result<(Poll, AdmissionWaker)> {
 /// The admission thread's loop; returns when a shutdown has started, after closing every pending
 /// socket.
 pub(crate) fn run(ctx: &AdmissionContext, mut poll: Poll) {
-    let mut events = Events::with_capacity(1024);
+    let mut events = Events::with_capacity(EVENTS);
     let mut table = Table::new();
     let retry_after = ctx.retry_after_secs.to_string();
     let mut accepting = true;
     let mut summary = Summary::new(&ctx.stats);
-    // Set when accept failed for want of descriptors: the backlog is tried again then (epoll reports a
-    // readiness only once, so nothing else would).
+    // Set when the backlog was left with connections in it (accept failed for want of descriptors, or
+    // a batch was taken): it is tried again then (epoll reports a readiness only once, so nothing else
+    // would).
     let mut retry_accept: Option<Instant> = None;
     loop {
         let now = Instant::now();
@@ -139,7 +147,7 @@ pub(crate) fn run(ctx: &AdmissionContext, mut poll: Poll) {
             // Every pending socket is closed at once: the poll first (one close takes every
             // registration with it), then the sockets, one close each.
             drop(poll);
-            table.clear();
+            table.reset_all();
             ctx.stats.set_pending(0);
             return;
         }
@@ -180,7 +188,7 @@ pub(crate) fn run(ctx: &AdmissionContext, mut poll: Poll) {
             }
         }
         let now = Instant::now();
-        for slot in table.expired(now) {
+        for slot in table.expired(now, BATCH) {
             on_deadline(ctx, &mut table, slot);
         }
         ctx.stats.set_pending(table.handshaking);
@@ -244,6 +252,8 @@ impl Summary {
 enum Backlog {
     /// Empty: the next connection is announced by epoll.
     Drained,
+    /// A batch was taken and more may wait: the loop comes back for them after the other events.
+    More,
     /// Connections wait, but accept failed (out of descriptors, memory): try again shortly.
     Retry,
     /// The listener is gone (the shutdown shut it).
@@ -260,6 +270,7 @@ fn accept_now(
 ) {
     match accept_all(ctx, poll, table, retry_after) {
         Backlog::Drained => {}
+        Backlog::More => *retry_accept = Some(Instant::now()),
         Backlog::Retry => *retry_accept = Some(Instant::now() + ACCEPT_RETRY),
         Backlog::Closed => *accepting = false,
     }
@@ -275,7 +286,7 @@ fn accept_all(
     table: &mut Table,
     retry_after: &str,
 ) -> Backlog {
-    loop {
+    for _ in 0..BATCH {
         let (socket, addr) = match ctx.listener.accept() {
             Ok(pair) => pair,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Backlog::Drained,
@@ -372,6 +383,7 @@ fn accept_all(
         // With TCP_DEFER_ACCEPT the head has usually arrived already: read it now.
         on_readable(ctx, poll, table, slot, retry_after);
     }
+    Backlog::More
 }
 
 fn register(poll: &Poll, table: &mut Table, slot: usize, interest: Interest) -> io::Result<()> {

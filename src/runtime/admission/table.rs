@@ -164,10 +164,13 @@ impl Table {
         None
     }
 
-    /// The slots whose deadline has passed at `now`.
-    pub(super) fn expired(&mut self, now: Instant) -> Vec<usize> {
+    /// The slots whose deadline has passed at `now`, at most `at_most` of them (the earliest first).
+    pub(super) fn expired(&mut self, now: Instant, at_most: usize) -> Vec<usize> {
         let mut due = Vec::new();
         while let Some(&Reverse((deadline, slot, generation))) = self.timers.peek() {
+            if due.len() >= at_most {
+                break;
+            }
             if deadline > now {
                 break;
             }
@@ -186,6 +189,16 @@ impl Table {
         self.timers
             .peek()
             .map(|Reverse((deadline, _, _))| deadline.saturating_duration_since(now))
+    }
+
+    /// Closes every entry with a reset (the server is shutting down: no response is owed to a pending
+    /// handshake, and a reset frees the socket at once, where a FIN would leave the kernel work to do
+    /// while the shutdown writes its close frames).
+    pub(super) fn reset_all(&mut self) {
+        for p in self.slots.iter().flatten() {
+            let _ = p.socket.set_linger(Some(Duration::ZERO));
+        }
+        self.clear();
     }
 
     /// Removes (and so closes) every entry.
@@ -234,11 +247,14 @@ mod tests {
         let c = t.insert(pending(socket(), true, now + Duration::from_secs(5)));
         assert_eq!(c, a);
         assert_eq!(t.oldest_handshake(), Some(b));
-        assert_eq!(t.expired(now + Duration::from_millis(1500)), vec![b]);
-        assert_eq!(t.expired(now + Duration::from_millis(2500)), vec![answered]);
+        assert_eq!(t.expired(now + Duration::from_millis(1500), 8), vec![b]);
+        assert_eq!(
+            t.expired(now + Duration::from_millis(2500), 8),
+            vec![answered]
+        );
         // `a`'s old deadline (3 s) belongs to a generation that is gone.
-        assert!(t.expired(now + Duration::from_millis(4000)).is_empty());
-        assert_eq!(t.expired(now + Duration::from_secs(6)), vec![c]);
+        assert!(t.expired(now + Duration::from_millis(4000), 8).is_empty());
+        assert_eq!(t.expired(now + Duration::from_secs(6), 8), vec![c]);
     }
 
     #[test]
