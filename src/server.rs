@@ -213,8 +213,13 @@ impl Server {
             .unwrap_or(config.listen);
         // Connections that send nothing stay in the kernel until their first byte (or the handshake
         // timeout): they never wake the admission stage.
-        let defer =
-            u32::try_from(config.limits.handshake_timeout.as_secs().max(1)).unwrap_or(u32::MAX);
+        let defer = config
+            .limits
+            .handshake_timeout
+            .as_millis()
+            .div_ceil(1000)
+            .max(1);
+        let defer = u32::try_from(defer).unwrap_or(u32::MAX);
         if let Err(e) = sys::set_defer_accept(&listener, defer) {
             log::warn!(
                 "TCP_DEFER_ACCEPT not set ({e}): silent connections wake the admission stage"

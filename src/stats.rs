@@ -11,8 +11,8 @@ const CODES: [u16; 12] = [
     1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012,
 ];
 /// HTTP statuses counted one by one as refusals; any other as "other".
-const STATUSES: [u16; 13] = [
-    400, 401, 403, 404, 405, 408, 413, 414, 426, 431, 500, 503, 505,
+const STATUSES: [u16; 14] = [
+    400, 401, 403, 404, 405, 408, 413, 414, 426, 429, 431, 500, 503, 505,
 ];
 
 /// Counters shared by every connection of one server.

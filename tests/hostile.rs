@@ -6,6 +6,9 @@
 //!
 //! - `hostile/handshake.rs`: slow, huge, long, odd, malformed and pathological upgrade requests;
 //! - `hostile/frames.rs`: frame and message abuse after the upgrade;
+//! - `hostile/crowds.rs`: crowds in front of the admission stage (silent, trickling, half-sent, per-address,
+//!   a full pending table, a full pool, a shutdown) next to a well-behaved client, and bytes pipelined
+//!   behind a request head that arrived in pieces;
 //! - `hostile/floods.rs`: floods, resets, vanished and non-reading clients, all of it during a shutdown,
 //!   and the descriptor, thread and memory accounting.
 //!
@@ -17,6 +20,8 @@ mod support;
 
 #[path = "hostile/common.rs"]
 mod common;
+#[path = "hostile/crowds.rs"]
+mod crowds;
 #[path = "hostile/floods.rs"]
 mod floods;
 #[path = "hostile/frames.rs"]

@@ -109,6 +109,11 @@ pub(crate) fn run(ctx: &ShutdownContext) -> ShutdownReport {
     // Workers stop waiting for their close frame to leave with a quarter of the budget to spare.
     let _ = state.linger_until.set(t0 + timeout * 3 / 4);
 
+    // Handshakes still in the admission stage, read before the stage is woken (it closes them, and
+    // its gauge goes to 0): they are closed there without a frame, and no worker holds them.
+    let pending =
+        usize::try_from(ctx.stats.pending_handshakes.load(Ordering::Relaxed)).unwrap_or(0);
+
     // 1. Stop accepting.
     // No new connection from here; the admission stage wakes and closes every pending handshake at
     // once (they are counted, not waited for).
@@ -121,9 +126,6 @@ pub(crate) fn run(ctx: &ShutdownContext) -> ShutdownReport {
     let frame = state.going_away_frame();
     let mut report = ShutdownReport::default();
     let conns = ctx.registry.snapshot();
-    // Handshakes still in the admission stage: closed there without a frame (no worker holds them).
-    let pending =
-        usize::try_from(ctx.stats.pending_handshakes.load(Ordering::Relaxed)).unwrap_or(0);
     report.connections = conns.len() + pending;
     report.handshaking = pending;
     let mut busy = Vec::new();
