@@ -1,6 +1,9 @@
 //! A hostile crowd against the admission stage (issue 18's targets): silent and trickling
 //! connections held by the thousand, while a fresh client must still upgrade quickly.
 //!
+//! (About 750 lines with this header, which documents every knob; the crowd, the probe and the
+//! shutdown scenario are in their own files.)
+//!
 //! ```sh
 //! cargo bench --bench crowd
 //! HYDROGEN_BENCH_SILENT=500 HYDROGEN_BENCH_TRICKLE=500 HYDROGEN_BENCH_SECS=5 cargo bench --bench crowd

@@ -4,6 +4,9 @@
 //! (Linux routes all of 127.0.0.0/8 to lo), so the per-address limit alone is never what saves the
 //! well-behaved client. Also the bytes pipelined behind a request head that arrived in pieces.
 //!
+//! (About 800 lines, over the usual 700: ten scenarios of one family that share the crowd helpers at
+//! the top; each test reads on its own.)
+//!
 //! The crowd tests take [`one_crowd_at_a_time`] on top of [`shared`]: two crowds of hundreds of
 //! sockets at once on a 2-core machine would measure each other, not the server.
 
