@@ -68,8 +68,10 @@ pub struct Limits {
     /// newcomer finds them all taken, the one that has waited longest is closed (408): a crowd of silent
     /// or slow peers cannot lock newcomers out.
     pub max_pending_handshakes: usize,
-    /// Most connections one client address holds, pending and open together (429 beyond); 0: no limit.
-    pub max_connections_per_ip: usize,
+    /// Most connections one client address holds, pending and open together (429 beyond). `None`: as
+    /// many as the capacity (`Config::threads`), so that a reverse proxy in front, whose connections
+    /// all come from one address, is never limited below what the pool serves. `Some(0)`: no limit.
+    pub max_connections_per_ip: Option<usize>,
 }
 
 impl Default for Limits {
@@ -84,7 +86,7 @@ impl Default for Limits {
             send_timeout: Duration::from_secs(10),
             idle_timeout: None,
             max_pending_handshakes: 16_384,
-            max_connections_per_ip: 256,
+            max_connections_per_ip: None,
         }
     }
 }
@@ -191,6 +193,11 @@ pub const MIN_STACK_SIZE: usize = 32 * 1024;
 pub const MAX_THREADS: usize = 100_000;
 
 impl Config {
+    /// The connections one client address may hold, pending and open together (0: no limit).
+    pub fn connections_per_ip(&self) -> usize {
+        self.limits.max_connections_per_ip.unwrap_or(self.threads)
+    }
+
     /// Checks every rule; the first broken one is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
@@ -423,6 +430,19 @@ mod tests {
         for d in [Duration::from_millis(250), Duration::from_secs(30)] {
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }
+    }
+
+    #[test]
+    fn the_per_address_limit_follows_the_capacity_unless_set() {
+        let mut c = Config {
+            threads: 10,
+            ..Config::default()
+        };
+        assert_eq!(c.connections_per_ip(), 10);
+        c.limits.max_connections_per_ip = Some(3);
+        assert_eq!(c.connections_per_ip(), 3);
+        c.limits.max_connections_per_ip = Some(0);
+        assert_eq!(c.connections_per_ip(), 0, "0: no limit");
     }
 
     #[test]

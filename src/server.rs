@@ -290,7 +290,7 @@ impl Server {
             server: Arc::downgrade(&inner) as Weak<dyn Control>,
             limits: config.limits,
             retry_after_secs: config.retry_after_secs,
-            per_ip: Arc::new(PerIp::new(config.limits.max_connections_per_ip)),
+            per_ip: Arc::new(PerIp::new(config.connections_per_ip())),
         };
         threads.push(
             std::thread::Builder::new()

@@ -216,7 +216,7 @@ pub fn document(sample: &Sample, config: &Config) -> StatusDocument {
             pong_timeout: format_duration(config.heartbeat.pong_timeout),
             shutdown_timeout: format_duration(config.shutdown_timeout),
             max_pending: l.max_pending_handshakes,
-            max_connections_per_ip: l.max_connections_per_ip,
+            max_connections_per_ip: config.connections_per_ip(),
         },
     }
 }

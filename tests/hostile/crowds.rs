@@ -24,6 +24,15 @@ use crate::support::{config, server_with, upgrade_request, HttpResponse, RawClie
 
 const FULL: &str = "the server is at its connection capacity; try again later";
 const EVICTED: &str = "the server is busy with other handshakes and closed the oldest";
+
+/// The test configuration, with the per-address limit that a default server of 256 workers has: the
+/// crowds here run against small pools, whose default limit (the pool's size) would refuse them first.
+fn crowd_config() -> hydrogen_ws::Config {
+    let mut cfg = config();
+    cfg.limits.max_connections_per_ip = Some(256);
+    cfg
+}
+
 /// What a member of a half-sent crowd sends before it falls silent.
 const PARTIAL_HEAD: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n";
 /// How long a well-behaved client may take to upgrade (or to be answered) while a crowd is held.
@@ -171,7 +180,7 @@ fn refused_with(c: &mut RawClient, status: u16, reason: &str, what: &str) {
 fn a_silent_crowd_larger_than_the_pool_locks_no_one_out() {
     let _g = shared();
     let _c = one_crowd_at_a_time();
-    let mut cfg = config();
+    let mut cfg = crowd_config();
     cfg.threads = 8;
     cfg.limits.handshake_timeout = Duration::from_secs(3);
     let server = server_with(cfg, Echo);
@@ -244,7 +253,7 @@ fn a_silent_crowd_larger_than_the_pool_locks_no_one_out() {
 fn a_trickling_crowd_locks_no_one_out_and_gets_408() {
     let _g = shared();
     let _c = one_crowd_at_a_time();
-    let mut cfg = config();
+    let mut cfg = crowd_config();
     cfg.threads = 4;
     cfg.limits.handshake_timeout = Duration::from_secs(1);
     let server = server_with(cfg, Echo);
@@ -330,7 +339,7 @@ fn a_trickling_crowd_locks_no_one_out_and_gets_408() {
 fn an_incomplete_head_then_silence_gets_408_at_the_timeout() {
     let _g = shared();
     let _c = one_crowd_at_a_time();
-    let mut cfg = config();
+    let mut cfg = crowd_config();
     cfg.threads = 4;
     cfg.limits.handshake_timeout = Duration::from_secs(1);
     let server = server_with(cfg, Echo);
@@ -373,9 +382,9 @@ fn an_incomplete_head_then_silence_gets_408_at_the_timeout() {
 fn a_per_address_flood_gets_429_and_other_addresses_are_served() {
     let _g = shared();
     let _c = one_crowd_at_a_time();
-    let mut cfg = config();
+    let mut cfg = crowd_config();
     cfg.threads = 8;
-    cfg.limits.max_connections_per_ip = 20;
+    cfg.limits.max_connections_per_ip = Some(20);
     cfg.limits.handshake_timeout = Duration::from_secs(10);
     let server = server_with(cfg, Echo);
     let addr = server.local_addr();
@@ -448,8 +457,8 @@ fn a_per_address_flood_gets_429_and_other_addresses_are_served() {
 #[test]
 fn per_address_refusals_are_counted_under_status_429() {
     let _g = shared();
-    let mut cfg = config();
-    cfg.limits.max_connections_per_ip = 1;
+    let mut cfg = crowd_config();
+    cfg.limits.max_connections_per_ip = Some(1);
     cfg.limits.handshake_timeout = Duration::from_secs(10);
     let server = server_with(cfg, Echo);
     let addr = server.local_addr();
@@ -484,7 +493,7 @@ fn per_address_refusals_are_counted_under_status_429() {
 fn a_full_pending_table_closes_the_oldest_and_never_the_newcomer() {
     let _g = shared();
     let _c = one_crowd_at_a_time();
-    let mut cfg = config();
+    let mut cfg = crowd_config();
     cfg.threads = 4;
     cfg.limits.max_pending_handshakes = 50;
     cfg.limits.handshake_timeout = Duration::from_secs(10);
@@ -586,7 +595,7 @@ fn a_full_pending_table_closes_the_oldest_and_never_the_newcomer() {
 fn the_pool_full_503_comes_at_once_while_a_thousand_handshakes_wait() {
     let _g = shared();
     let _c = one_crowd_at_a_time();
-    let mut cfg = config();
+    let mut cfg = crowd_config();
     cfg.threads = 2;
     cfg.limits.handshake_timeout = Duration::from_secs(10);
     let server = server_with(cfg, Echo);
@@ -624,7 +633,7 @@ fn the_pool_full_503_comes_at_once_while_a_thousand_handshakes_wait() {
 fn a_shutdown_during_a_crowd_closes_the_pending_handshakes_at_once() {
     let _g = shared();
     let _c = one_crowd_at_a_time();
-    let mut cfg = config();
+    let mut cfg = crowd_config();
     cfg.threads = 8;
     cfg.shutdown_timeout = Duration::from_secs(2);
     cfg.limits.handshake_timeout = Duration::from_secs(30);
@@ -681,7 +690,7 @@ fn a_shutdown_report_counts_the_pending_handshakes() {
     let _g = shared();
     let _c = one_crowd_at_a_time();
     for round in 0..5 {
-        let mut cfg = config();
+        let mut cfg = crowd_config();
         cfg.limits.handshake_timeout = Duration::from_secs(30);
         let server = server_with(cfg, Echo);
         let addr = server.local_addr();

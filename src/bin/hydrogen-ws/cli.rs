@@ -103,10 +103,10 @@ struct Args {
           default_value_t = Config::default().limits.max_pending_handshakes)]
     max_pending: usize,
     /// most connections (open and pending) from one client address (429 beyond); 0 = no limit
+    /// [default: as many as --threads]
     #[arg(long, env = "HYDROGEN_WS_MAX_CONNECTIONS_PER_IP", value_name = "N",
-          value_parser = whole_number,
-          default_value_t = Config::default().limits.max_connections_per_ip)]
-    max_connections_per_ip: usize,
+          value_parser = whole_number)]
+    max_connections_per_ip: Option<usize>,
     /// time for the upgrade request to arrive (408 after)
     #[arg(long, env = "HYDROGEN_WS_HANDSHAKE_TIMEOUT", value_name = "TIME",
           default_value_t = Time(Config::default().limits.handshake_timeout))]
