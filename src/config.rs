@@ -68,9 +68,10 @@ pub struct Limits {
     /// newcomer finds them all taken, the one that has waited longest is closed (408): a crowd of silent
     /// or slow peers cannot lock newcomers out.
     pub max_pending_handshakes: usize,
-    /// Most connections one client address holds, pending and open together (429 beyond). `None`: as
-    /// many as the capacity (`Config::threads`), so that a reverse proxy in front, whose connections
-    /// all come from one address, is never limited below what the pool serves. `Some(0)`: no limit.
+    /// Most connections one client address holds, pending and open together (429 beyond). `None`: 256
+    /// or the capacity (`Config::threads`), whichever is larger, so that a reverse proxy in front, whose
+    /// connections all come from one address, is never limited below what the pool serves. `Some(0)`: no
+    /// limit.
     pub max_connections_per_ip: Option<usize>,
 }
 
@@ -187,6 +188,9 @@ impl ConfigError {
     }
 }
 
+/// The per-address limit when none is set and the capacity is smaller.
+pub const DEFAULT_PER_IP: usize = 256;
+
 /// Smallest worker stack we accept: below this a deep handler call could overflow.
 pub const MIN_STACK_SIZE: usize = 32 * 1024;
 /// Most worker threads (and so connections) one server runs.
@@ -195,7 +199,9 @@ pub const MAX_THREADS: usize = 100_000;
 impl Config {
     /// The connections one client address may hold, pending and open together (0: no limit).
     pub fn connections_per_ip(&self) -> usize {
-        self.limits.max_connections_per_ip.unwrap_or(self.threads)
+        self.limits
+            .max_connections_per_ip
+            .unwrap_or(self.threads.max(DEFAULT_PER_IP))
     }
 
     /// Checks every rule; the first broken one is returned.
@@ -438,7 +444,9 @@ mod tests {
             threads: 10,
             ..Config::default()
         };
-        assert_eq!(c.connections_per_ip(), 10);
+        assert_eq!(c.connections_per_ip(), DEFAULT_PER_IP);
+        c.threads = 10_000;
+        assert_eq!(c.connections_per_ip(), 10_000);
         c.limits.max_connections_per_ip = Some(3);
         assert_eq!(c.connections_per_ip(), 3);
         c.limits.max_connections_per_ip = Some(0);

@@ -103,7 +103,7 @@ struct Args {
           default_value_t = Config::default().limits.max_pending_handshakes)]
     max_pending: usize,
     /// most connections (open and pending) from one client address (429 beyond); 0 = no limit
-    /// [default: as many as --threads]
+    /// [default: 256 or --threads, whichever is larger]
     #[arg(long, env = "HYDROGEN_WS_MAX_CONNECTIONS_PER_IP", value_name = "N",
           value_parser = whole_number)]
     max_connections_per_ip: Option<usize>,
