@@ -1,4 +1,5 @@
-//! Plain HTTP on the WebSocket port: `/status`, `/metrics`, `/health` and the live status page at `/`.
+//! Plain HTTP on the WebSocket port: `/status`, `/metrics`, `/health` and the live status page at `/`
+//! (with its icon at `/favicon.ico`).
 //!
 //! Every response closes the connection (`Connection: close`): these are occasional requests from
 //! people, health checkers and scrapers, and a worker is not kept for them.
@@ -19,13 +20,27 @@ pub(crate) struct HttpResponse {
 
 impl HttpResponse {
     fn new(status: u16, content_type: &str, body: &[u8]) -> HttpResponse {
-        let mut bytes = format!(
+        HttpResponse::with_headers(status, content_type, body, &[("Cache-Control", "no-store")])
+    }
+
+    /// A response with `headers` (static fields of our own) after the content type and length.
+    fn with_headers(
+        status: u16,
+        content_type: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> HttpResponse {
+        let mut head = format!(
             "HTTP/1.1 {status} {}\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
-             Content-Length: {}\r\nCache-Control: no-store\r\n\r\n",
+             Content-Length: {}\r\n",
             handshake::reason_phrase(status),
             body.len()
-        )
-        .into_bytes();
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
         bytes.extend_from_slice(body);
         HttpResponse { status, bytes }
     }
@@ -110,77 +125,47 @@ fn route(
         }
         "/health" if server.is_shutting_down() => HttpResponse::refusal(503, "shutting down", &[]),
         "/health" => HttpResponse::new(200, "text/plain; charset=utf-8", b"ok\n"),
-        "/" if status_page => {
-            HttpResponse::new(200, "text/html; charset=utf-8", STATUS_PAGE.as_bytes())
-        }
+        "/" if status_page => HttpResponse::with_headers(
+            200,
+            "text/html; charset=utf-8",
+            STATUS_PAGE.as_bytes(),
+            STATUS_PAGE_HEADERS,
+        ),
+        "/favicon.ico" if status_page => HttpResponse::with_headers(
+            200,
+            "image/svg+xml",
+            FAVICON.as_bytes(),
+            &[
+                ("Cache-Control", "max-age=86400"),
+                ("X-Content-Type-Options", "nosniff"),
+            ],
+        ),
         "/" => HttpResponse::from_error(HandshakeError::MissingUpgrade),
         _ => HttpResponse::refusal(404, "not found: try /, /status, /metrics or /health", &[]),
     }
 }
 
-/// The live status page: connects back over WebSocket (with the key from its own URL), subscribes to
-/// status pushes and shows them.
-const STATUS_PAGE: &str = r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>hydrogen-ws status</title>
-<style>
-  body { font: 15px/1.4 system-ui, sans-serif; margin: 2rem auto; max-width: 44rem; color: #222; }
-  h1 { font-size: 1.4rem; } #state { font-weight: 600; }
-  table { border-collapse: collapse; width: 100%; } td { padding: .25rem .5rem; border-bottom: 1px solid #ddd; }
-  td:first-child { color: #555; width: 40%; } .bad { color: #b00; } .good { color: #070; }
-</style>
-</head>
-<body>
-<h1>hydrogen-ws</h1>
-<p>Connection: <span id="state">connecting…</span></p>
-<table id="fields"></table>
-<script>
-"use strict";
-const key = new URLSearchParams(location.search).get("key");
-const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-const url = scheme + location.host + "/" + (key ? "?key=" + encodeURIComponent(key) : "");
-const state = document.getElementById("state");
-const table = document.getElementById("fields");
-function flatten(prefix, value, rows) {
-  if (value && typeof value === "object") {
-    for (const [k, v] of Object.entries(value)) flatten(prefix ? prefix + "." + k : k, v, rows);
-  } else if (prefix !== "type") {
-    rows.push([prefix, value]);
-  }
-  return rows;
-}
-function show(doc) {
-  table.replaceChildren(...flatten("", doc, []).map(([k, v]) => {
-    const tr = document.createElement("tr");
-    const a = document.createElement("td"); a.textContent = k;
-    const b = document.createElement("td"); b.textContent = v === null ? "–" : String(v);
-    tr.append(a, b);
-    return tr;
-  }));
-}
-function connect() {
-  const ws = new WebSocket(url, "hydrogen");
-  ws.onopen = () => {
-    state.textContent = "live"; state.className = "good";
-    ws.send(JSON.stringify({ type: "status" }));
-    ws.send(JSON.stringify({ type: "subscribe", topic: "status", interval_ms: 1000 }));
-  };
-  ws.onmessage = (e) => {
-    const msg = JSON.parse(e.data);
-    if (msg.type === "status") show(msg);
-    else if (msg.type === "error") { state.textContent = "error: " + msg.error; state.className = "bad"; }
-  };
-  ws.onclose = (e) => {
-    state.textContent = "closed (" + e.code + (e.reason ? " " + e.reason : "") + "), retrying…";
-    state.className = "bad";
-    setTimeout(connect, 2000);
-  };
-}
-connect();
-</script>
-</body>
-</html>
-"#;
+/// The live status page (`src/status_page.html`): checks its key with `GET /status`, connects back
+/// over WebSocket (with the key from its own URL), subscribes to status pushes, shows them in tables
+/// and plots the last minutes from the history it keeps itself. Nothing is fetched from elsewhere.
+const STATUS_PAGE: &str = include_str!("status_page.html");
+
+/// The page's headers: never cached (its URL may carry the key), never sent as a referrer, never
+/// framed, and nothing loaded or connected to but this server (inline script and style, the icon).
+const STATUS_PAGE_HEADERS: &[(&str, &str)] = &[
+    ("Cache-Control", "no-store"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Content-Type-Options", "nosniff"),
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+         img-src 'self'; connect-src 'self' ws: wss:; form-action 'self'; base-uri 'none'; \
+         frame-ancestors 'none'",
+    ),
+];
+
+/// The page's icon, served at `/favicon.ico` so that a browser's request for it is answered (no 404
+/// in the console).
+const FAVICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
+<rect width=\"16\" height=\"16\" rx=\"3\" fill=\"#1f63d6\"/>\
+<path d=\"M4.5 3.5v9M11.5 3.5v9M4.5 8h7\" stroke=\"#fff\" stroke-width=\"2\"/></svg>\n";
