@@ -176,9 +176,14 @@ fn clients_mid_handshake_are_closed_not_left_hanging() {
             c
         })
         .collect();
-    while server.handle().connections() < 3 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // They are pending in the admission stage (no worker holds them).
+    assert!(support::wait_until(Duration::from_secs(3), || server
+        .handle()
+        .status_document()
+        .connections
+        .pending
+        == 3));
+    assert_eq!(server.handle().connections(), 0);
     let report = server.handle().shutdown();
     assert_eq!(report.handshaking, 3, "{report}");
     for c in &mut half {
