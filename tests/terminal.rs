@@ -425,6 +425,11 @@ fn a_shutdown_with_four_busy_terminals_ends_them_inside_the_deadline() {
     let report = server.shutdown();
     let took = started.elapsed();
     assert!(report.completed(), "{report:?}");
+    assert_eq!(
+        (report.terminals, report.terminals_left),
+        (4, 0),
+        "{report:?}"
+    );
     assert!(took < Duration::from_secs(1), "took {took:?}");
     assert!(shells.iter().all(|&p| gone(p)), "{shells:?}");
 }

@@ -46,6 +46,17 @@ const GRACE: Duration = Duration::from_secs(1);
 /// Longest an input message waits for room in the PTY's input buffer (a command that does not read).
 const INPUT_WAIT: Duration = Duration::from_secs(2);
 
+/// The grace between SIGHUP and SIGKILL for `conn`'s session: a quarter of the deadline during a
+/// server shutdown.
+fn grace(conn: &Conn) -> Duration {
+    match conn.server() {
+        Some(server) if server.is_shutting_down() => {
+            (server.config().shutdown_timeout / 4).min(GRACE)
+        }
+        _ => GRACE,
+    }
+}
+
 /// The terminal handler: one PTY session per connection, at most `max_sessions` at once.
 pub struct Terminal {
     config: TerminalConfig,
@@ -85,16 +96,6 @@ impl Terminal {
             .and_then(|r| r.as_ref().map(|(s, _)| Arc::clone(s)))
     }
 
-    /// The grace between SIGHUP and SIGKILL: a quarter of the deadline during a server shutdown.
-    fn grace(conn: &Conn) -> Duration {
-        match conn.server() {
-            Some(server) if server.is_shutting_down() => {
-                (server.config().shutdown_timeout / 4).min(GRACE)
-            }
-            _ => GRACE,
-        }
-    }
-
     fn start(&self, conn: &Conn) -> Result<(), String> {
         let me = conn.shared().ok_or("the connection is gone")?;
         let session = Arc::new(Session::start(&self.config).map_err(|e| {
@@ -104,7 +105,6 @@ impl Terminal {
         let pump = PumpContext {
             conn: me,
             idle_timeout: self.config.idle_timeout,
-            grace: GRACE,
         };
         let running = Arc::clone(&session);
         let thread = std::thread::Builder::new()
@@ -211,7 +211,7 @@ impl Handler for Terminal {
             return;
         };
         session.begin_end();
-        let exit = session.end(Self::grace(conn));
+        let exit = session.end(grace(conn));
         let _ = pump.join();
         conn.stats().terminals_open.fetch_sub(1, Ordering::Relaxed);
         log::info!(

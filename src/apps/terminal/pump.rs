@@ -27,8 +27,6 @@ const HIGH_WATER: usize = 64 * 1024;
 pub(super) struct PumpContext {
     pub conn: Arc<Conn>,
     pub idle_timeout: Option<Duration>,
-    /// The grace between SIGHUP and SIGKILL when the command's end is seen here.
-    pub grace: Duration,
 }
 
 /// Runs until the session ends (the client went, the idle timeout, the command exited).
@@ -72,7 +70,7 @@ pub(super) fn run(session: &Session, ctx: &PumpContext) {
     if !rest.is_empty() && !send_output(session, conn, &rest) {
         return;
     }
-    let exit = session.end(ctx.grace);
+    let exit = session.end(super::grace(conn));
     if session.is_ending() {
         return;
     }
