@@ -29,7 +29,7 @@ pub(super) struct PumpContext {
     pub idle_timeout: Option<Duration>,
 }
 
-/// Runs until the session ends (the client went, the idle timeout, the command exited).
+/// Runs until the session ends (the client went, the idle timeout, the command exited, a shutdown).
 pub(super) fn run(session: &Session, ctx: &PumpContext) {
     let conn = &*ctx.conn;
     let mut text = Utf8Stream::default();
@@ -37,6 +37,9 @@ pub(super) fn run(session: &Session, ctx: &PumpContext) {
     loop {
         if session.is_ending() {
             return;
+        }
+        if conn.is_finished() || shutting_down(conn) {
+            return end_now(session, conn);
         }
         match wait_for(session.pty(), PollFlags::IN, TICK) {
             Ok(true) => {}
@@ -59,7 +62,7 @@ pub(super) fn run(session: &Session, ctx: &PumpContext) {
         }
         let (n, eof) = read_coalesced(session, &mut buf);
         if n > 0 && !send_output(session, conn, &text.push(&buf[..n])) {
-            return;
+            return end_now(session, conn);
         }
         if eof {
             break;
@@ -68,7 +71,7 @@ pub(super) fn run(session: &Session, ctx: &PumpContext) {
     // The command ended (or its PTY closed): its last output, how it ended, a normal close.
     let rest = text.finish();
     if !rest.is_empty() && !send_output(session, conn, &rest) {
-        return;
+        return end_now(session, conn);
     }
     let exit = session.end(super::grace(conn));
     if session.is_ending() {
@@ -90,6 +93,23 @@ pub(super) fn run(session: &Session, ctx: &PumpContext) {
     };
     let _ = conn.send_text(&reply.to_json());
     let _ = conn.close(CloseCode::NORMAL, "the command exited");
+}
+
+/// Whether the server is shutting down.
+fn shutting_down(conn: &Conn) -> bool {
+    conn.server().is_some_and(|s| s.is_shutting_down())
+}
+
+/// The connection is over (its close went out: the client's close answered, the shutdown's 1001, an
+/// eviction) or the server is stopping: the session ends now, from here, rather than once the worker
+/// is done with the socket (a shutdown's wait for a client that does not read would eat the deadline
+/// first). `on_close` then finds it ended.
+fn end_now(session: &Session, conn: &Conn) {
+    if session.is_ending() || !(conn.is_finished() || shutting_down(conn)) {
+        return;
+    }
+    session.begin_end();
+    session.end(super::grace(conn));
 }
 
 /// Reads what the PTY has, and what follows within [`COALESCE`], up to the buffer's size; the bytes
@@ -122,7 +142,7 @@ fn send_output(session: &Session, conn: &Conn, text: &str) -> bool {
         return true;
     }
     while conn.queued() > HIGH_WATER {
-        if session.is_ending() || conn.is_finished() {
+        if session.is_ending() || conn.is_finished() || shutting_down(conn) {
             return false;
         }
         // Flushes what the socket takes now; evicts a client stalled past the send timeout.

@@ -164,23 +164,53 @@ impl Session {
     }
 
     /// Ends the session (once; later callers get the same outcome): SIGHUP to every process of the
-    /// session, SIGKILL to those left after `grace`, and the command reaped.
+    /// session, SIGKILL to those left after `grace`, and the command reaped. What the processes still
+    /// print meanwhile is read and dropped, so none of them is held up writing to a full PTY. Takes at
+    /// most about three times `grace` (or `grace` + 2 s for a grace of 1 s or more).
     pub(super) fn end(&self, grace: Duration) -> Exit {
         let mut leader = lock(&self.leader);
         let child = match &mut *leader {
             Leader::Reaped(exit) => return *exit,
             Leader::Running(child) => child,
         };
+        let kill_wait = KILL_WAIT.min(grace.max(Duration::from_millis(50)));
         signal_session(self.pid, Signal::HUP);
         // A stopped job would not act on the hangup until continued.
         signal_session(self.pid, Signal::CONT);
-        if !wait_until_dead(self.pid, grace) {
+        if !self.wait_until_dead(grace) {
             signal_session(self.pid, Signal::KILL);
-            wait_until_dead(self.pid, KILL_WAIT);
+            self.wait_until_dead(kill_wait);
         }
-        let exit = reap(child, KILL_WAIT);
+        let exit = reap(child, kill_wait);
         *leader = Leader::Reaped(exit);
         exit
+    }
+
+    /// Waits (at most `limit`) until no process of the session is alive (zombies are dead), dropping
+    /// what they print; whether none is.
+    fn wait_until_dead(&self, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        let mut pause = Duration::from_millis(1);
+        let mut scratch = [0u8; 4096];
+        loop {
+            if session_members(self.pid)
+                .iter()
+                .all(|(_, state)| *state == 'Z')
+            {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            let mut pty = &self.pty;
+            for _ in 0..64 {
+                if !matches!(std::io::Read::read(&mut pty, &mut scratch), Ok(n) if n > 0) {
+                    break;
+                }
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
     }
 }
 
@@ -236,23 +266,6 @@ fn signal_session(sid: i32, signal: Signal) {
         if let Some(pid) = Pid::from_raw(pid) {
             let _ = kill_process(pid, signal);
         }
-    }
-}
-
-/// Waits (at most `limit`) until no process of session `sid` is alive (zombies are dead); whether
-/// none is.
-fn wait_until_dead(sid: i32, limit: Duration) -> bool {
-    let until = Instant::now() + limit;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if session_members(sid).iter().all(|(_, state)| *state == 'Z') {
-            return true;
-        }
-        if Instant::now() >= until {
-            return false;
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 
