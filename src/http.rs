@@ -70,15 +70,23 @@ impl HttpResponse {
     }
 }
 
-/// Answers a request that did not ask for a WebSocket upgrade; `status_page`: whether `GET /` serves
-/// the live status page.
+/// The pages a request may ask for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pages {
+    /// Whether `GET /` serves the live status page.
+    pub status: bool,
+    /// The page of the request's path, if the route table has one (the terminal's console).
+    pub other: Option<&'static str>,
+}
+
+/// Answers a request that did not ask for a WebSocket upgrade.
 pub(crate) fn respond(
     server: &dyn Control,
-    status_page: bool,
+    pages: Pages,
     request: &Request,
     peer: SocketAddr,
 ) -> HttpResponse {
-    let response = route(server, status_page, request, peer);
+    let response = route(server, pages, request, peer);
     if request.method == "HEAD" {
         response.without_body()
     } else {
@@ -86,12 +94,7 @@ pub(crate) fn respond(
     }
 }
 
-fn route(
-    server: &dyn Control,
-    status_page: bool,
-    request: &Request,
-    peer: SocketAddr,
-) -> HttpResponse {
+fn route(server: &dyn Control, pages: Pages, request: &Request, peer: SocketAddr) -> HttpResponse {
     if request.method != "GET" && request.method != "HEAD" {
         return HttpResponse::refusal(405, "only GET is served here", &[("Allow", "GET, HEAD")]);
     }
@@ -100,6 +103,9 @@ fn route(
         Ok(_) => {}
         Err(HandshakeError::MissingHost) if request.version == 0 => {}
         Err(e) => return HttpResponse::from_error(e),
+    }
+    if let Some(page) = pages.other {
+        return HttpResponse::new(200, "text/html; charset=utf-8", page.as_bytes());
     }
     let protected = matches!(request.path(), "/status" | "/metrics");
     if protected {
@@ -125,13 +131,13 @@ fn route(
         }
         "/health" if server.is_shutting_down() => HttpResponse::refusal(503, "shutting down", &[]),
         "/health" => HttpResponse::new(200, "text/plain; charset=utf-8", b"ok\n"),
-        "/" if status_page => HttpResponse::with_headers(
+        "/" if pages.status => HttpResponse::with_headers(
             200,
             "text/html; charset=utf-8",
             STATUS_PAGE.as_bytes(),
             STATUS_PAGE_HEADERS,
         ),
-        "/favicon.ico" if status_page => HttpResponse::with_headers(
+        "/favicon.ico" if pages.status => HttpResponse::with_headers(
             200,
             "image/svg+xml",
             FAVICON.as_bytes(),

@@ -15,7 +15,7 @@
 //! Each module imports only modules below it (checked in CI):
 //!
 //! ```text
-//!  apps (echo, hydrogen)                      the applications, and the --mode route tables
+//!  apps (echo, hydrogen, terminal)            the applications, and the --mode route tables
 //!  server                                     builds each thread's context, hands out ServerHandle
 //!  runtime (admission, pool, worker, ticker, shutdown)
 //!  http, routes, auth, handler                plain HTTP; path -> application, key, subprotocol, origins
@@ -83,8 +83,8 @@ mod server;
 // On top.
 mod apps;
 
-pub use apps::{routes_for_mode, Echo, Hydrogen};
-pub use config::{Config, ConfigError, Heartbeat, Limits, Mode};
+pub use apps::{routes_for_mode, Echo, Hydrogen, Terminal};
+pub use config::{Config, ConfigError, Heartbeat, Limits, Mode, TerminalConfig};
 pub use conn::{Conn, Ending, SendError};
 pub use handle::ServerHandle;
 pub use handler::Handler;
@@ -99,6 +99,11 @@ pub use status::StatusDocument;
 /// start: every connection, pending or open, is a descriptor) and returns the limit now in force.
 pub fn raise_open_file_limit() -> std::io::Result<u64> {
     sys::raise_open_file_limit()
+}
+
+/// The terminal application's constants.
+pub mod terminal {
+    pub use crate::apps::{TERMINAL_PAGE, TERMINAL_PAGE_PATH, TRY_AGAIN_LATER};
 }
 
 /// The Hydrogen application's constants (topics, intervals).

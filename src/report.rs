@@ -34,6 +34,10 @@ pub struct ShutdownReport {
     pub join_us: u64,
     /// The whole sequence, in microseconds.
     pub total_us: u64,
+    /// Terminal sessions running when the shutdown began (each is ended by its connection's close).
+    pub terminals: u64,
+    /// Of those, sessions still running when the sequence ended (their connection unfinished).
+    pub terminals_left: u64,
 }
 
 impl ShutdownReport {
@@ -49,7 +53,7 @@ impl fmt::Display for ShutdownReport {
             f,
             "shutdown: connections={} handshaking={} close_frames={} already_closing={} answered={} \
              forced={} unfinished={} stop_accept_us={} close_frames_us={} answers_us={} wake_us={} \
-             join_us={} total_us={}",
+             join_us={} total_us={} terminals={} terminals_left={}",
             self.connections,
             self.handshaking,
             self.close_frames,
@@ -62,7 +66,9 @@ impl fmt::Display for ShutdownReport {
             self.answers_us,
             self.wake_us,
             self.join_us,
-            self.total_us
+            self.total_us,
+            self.terminals,
+            self.terminals_left
         )
     }
 }

@@ -27,6 +27,7 @@ pub struct Route {
     key: Option<String>,
     protocol: Option<String>,
     allowed_origins: Vec<String>,
+    refused_key: Option<String>,
 }
 
 impl fmt::Debug for Route {
@@ -47,6 +48,7 @@ impl Route {
             key: None,
             protocol: None,
             allowed_origins: Vec::new(),
+            refused_key: None,
         }
     }
 
@@ -67,6 +69,18 @@ impl Route {
     pub fn allowed_origins(mut self, origins: Vec<String>) -> Route {
         self.allowed_origins = origins;
         self
+    }
+
+    /// A key this route refuses (401) even when it requires none: another route's key, which must not
+    /// open this one (the terminal's key on the Hydrogen route).
+    pub fn refuse_key(mut self, key: Option<String>) -> Route {
+        self.refused_key = key;
+        self
+    }
+
+    /// The key this route refuses, if any.
+    pub fn refused_key(&self) -> Option<&str> {
+        self.refused_key.as_deref()
     }
 
     /// The application.
@@ -97,6 +111,7 @@ pub struct Routes {
     routes: Vec<(String, Route)>,
     fallback: Option<usize>,
     status_page: bool,
+    pages: Vec<(String, &'static str)>,
 }
 
 impl Routes {
@@ -126,12 +141,21 @@ impl Routes {
         self
     }
 
+    /// Serves the HTML `page` at `GET path` (plain HTTP).
+    pub fn page(mut self, path: impl Into<String>, page: &'static str) -> Routes {
+        let path = path.into();
+        self.pages.retain(|(p, _)| *p != path);
+        self.pages.push((path, page));
+        self
+    }
+
     /// The table `config` stands for, serving `handler`: one route on every path with the
     /// configuration's key and origin allow-list. In hydrogen mode it also speaks the configured
     /// subprotocol, names `/wss` (the path Hydrogen's own clients use) and serves the status page.
     pub fn for_config(config: &Config, handler: impl Handler) -> Routes {
         let route = Route::new(handler)
             .key(config.key.clone())
+            .refuse_key(config.terminal.as_ref().map(|t| t.key.clone()))
             .allowed_origins(config.allowed_origins.clone());
         match config.mode {
             Mode::Hydrogen => {
@@ -167,6 +191,14 @@ impl Routes {
     /// The route at `index` (from [`Routes::find`]).
     pub(crate) fn get(&self, index: usize) -> Option<&Route> {
         self.routes.get(index).map(|(_, r)| r)
+    }
+
+    /// The page served at `GET path`, if any.
+    pub(crate) fn page_at(&self, path: &str) -> Option<&'static str> {
+        self.pages
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, page)| *page)
     }
 
     /// Whether `GET /` serves the status page.

@@ -60,6 +60,14 @@ pub struct Stats {
     pub admitted: AtomicU64,
     /// See [`Stats::admitted`].
     pub admission_wait_us: AtomicU64,
+    /// Terminal sessions running now (a gauge).
+    pub terminals_open: AtomicU64,
+    /// Terminal sessions started since the server started.
+    pub terminals_total: AtomicU64,
+    /// Terminal sessions refused because --terminal-max-sessions were running.
+    pub terminals_refused_full: AtomicU64,
+    /// Terminal sessions whose command could not be started.
+    pub terminals_refused_spawn: AtomicU64,
 }
 
 /// Why the admission stage refused or closed a connection before its upgrade.
@@ -284,6 +292,10 @@ impl Stats {
             bytes_in: get(&self.bytes_in) + local_bytes_in,
             bytes_out: get(&self.bytes_out) + local_bytes_out,
             handler_panics: get(&self.handler_panics),
+            terminals_open: get(&self.terminals_open),
+            terminals_total: get(&self.terminals_total),
+            terminals_refused_full: get(&self.terminals_refused_full),
+            terminals_refused_spawn: get(&self.terminals_refused_spawn),
         }
     }
 }
@@ -350,6 +362,10 @@ pub struct StatsSnapshot {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub handler_panics: u64,
+    pub terminals_open: u64,
+    pub terminals_total: u64,
+    pub terminals_refused_full: u64,
+    pub terminals_refused_spawn: u64,
 }
 
 #[cfg(test)]

@@ -84,6 +84,24 @@ pub struct StatusDocument {
     pub pool: PoolStatus,
     /// The limits in force.
     pub limits: LimitsStatus,
+    /// The terminal application, when it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminal: Option<TerminalStatus>,
+}
+
+/// The terminal sessions in the [`StatusDocument`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalStatus {
+    /// Sessions running now.
+    pub open: u64,
+    /// Sessions started since the server started.
+    pub total: u64,
+    /// The most at once.
+    pub max_sessions: usize,
+    /// Sessions refused because the most were running.
+    pub refused_full: u64,
+    /// Sessions whose command could not be started.
+    pub refused_spawn: u64,
 }
 
 /// Connection counts of the [`StatusDocument`].
@@ -218,6 +236,13 @@ pub fn document(sample: &Sample, config: &Config) -> StatusDocument {
             max_pending: l.max_pending_handshakes,
             max_connections_per_ip: config.connections_per_ip(),
         },
+        terminal: config.terminal.as_ref().map(|t| TerminalStatus {
+            open: s.terminals_open,
+            total: s.terminals_total,
+            max_sessions: t.max_sessions,
+            refused_full: s.terminals_refused_full,
+            refused_spawn: s.terminals_refused_spawn,
+        }),
     }
 }
 
@@ -331,6 +356,34 @@ pub fn metrics(sample: &Sample, config: &Config) -> String {
         s.protocol_errors,
     );
     counter(r, "evictions", "Clients evicted for not reading", s.evicted);
+    if config.terminal.is_some() {
+        gauge(
+            r,
+            "terminal_sessions_open",
+            "Terminal sessions running now",
+            s.terminals_open,
+        );
+        counter(
+            r,
+            "terminal_sessions",
+            "Terminal sessions started",
+            s.terminals_total,
+        );
+        let family = Family::<Vec<(String, String)>, Counter>::default();
+        for (reason, n) in [
+            ("max_sessions", s.terminals_refused_full),
+            ("spawn_failed", s.terminals_refused_spawn),
+        ] {
+            family
+                .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+                .inc_by(n);
+        }
+        r.register(
+            "terminal_refusals",
+            "Terminal sessions refused, by reason",
+            family,
+        );
+    }
     counter(
         r,
         "idle_timeouts",

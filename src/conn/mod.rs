@@ -109,6 +109,8 @@ pub struct Conn {
     has_subscriptions: AtomicBool,
     subscriptions: Mutex<Vec<Subscription>>,
     closes: Mutex<Closes>,
+    /// This connection's own `Arc` (for an application's threads: see [`Conn::shared`]).
+    me: Weak<Conn>,
 }
 
 /// What every connection of one server shares, handed to [`Conn::new`].
@@ -132,7 +134,13 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Conn {
     /// A connection in the handshake, on the socket a worker was handed.
-    pub(crate) fn new(id: u64, peer: SocketAddr, socket: Socket, context: &ConnContext) -> Self {
+    pub(crate) fn new(
+        id: u64,
+        peer: SocketAddr,
+        socket: Socket,
+        context: &ConnContext,
+        me: Weak<Conn>,
+    ) -> Self {
         Conn {
             id,
             peer,
@@ -153,6 +161,7 @@ impl Conn {
             has_subscriptions: AtomicBool::new(false),
             subscriptions: Mutex::new(Vec::new()),
             closes: Mutex::new(Closes::default()),
+            me,
         }
     }
 
@@ -179,6 +188,28 @@ impl Conn {
     /// A handle to the server this connection belongs to (`None` once the server is gone).
     pub fn server(&self) -> Option<ServerHandle> {
         self.server.upgrade().map(ServerHandle::new)
+    }
+
+    /// A shared handle to this connection, for a thread of the application's own that sends to it (such a
+    /// thread must let it go when [`crate::Handler::on_close`] is called: a handle keeps the socket open).
+    pub(crate) fn shared(&self) -> Option<Arc<Conn>> {
+        self.me.upgrade()
+    }
+
+    /// Bytes accepted for this client that the kernel has not taken yet: an application that sends from
+    /// a thread of its own (which never waits) reads it to pause its source rather than pile up data.
+    pub(crate) fn queued(&self) -> usize {
+        self.lock_writer().queued()
+    }
+
+    /// Whether nothing more can be sent (our close went out, the session is over, or the stream broke).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.close_was_sent() || !self.is_open() || self.is_broken()
+    }
+
+    /// The server's counters.
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// The index of the route that serves this connection (set once, in the handshake).

@@ -116,7 +116,7 @@ pub(crate) struct WriteState {
 }
 
 impl WriteState {
-    fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.pending.len() - self.done
     }
 

@@ -113,6 +113,7 @@ pub(crate) fn run(ctx: &ShutdownContext) -> ShutdownReport {
     // its gauge goes to 0): they are closed there without a frame, and no worker holds them.
     let pending =
         usize::try_from(ctx.stats.pending_handshakes.load(Ordering::Relaxed)).unwrap_or(0);
+    let terminals = ctx.stats.terminals_open.load(Ordering::Relaxed);
 
     // 1. Stop accepting.
     // No new connection from here; the admission stage wakes and closes every pending handshake at
@@ -176,6 +177,8 @@ pub(crate) fn run(ctx: &ShutdownContext) -> ShutdownReport {
     }
     let t3 = Instant::now();
     report.answered = state.answered.load(Ordering::SeqCst);
+    report.terminals = terminals;
+    report.terminals_left = ctx.stats.terminals_open.load(Ordering::Relaxed);
     report.stop_accept_us = micros(t1 - t0);
     report.close_frames_us = micros(t_frames - t1);
     report.answers_us = micros(t_answers - t_frames);

@@ -77,7 +77,7 @@ fn serve(ctx: &WorkerContext, slot: usize, job: Job) {
     let _ = socket.set_nodelay(true);
     let _ = socket.set_write_timeout(Some(limits.send_timeout));
     let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
-    let conn = Arc::new(Conn::new(id, peer, socket, &ctx.conns));
+    let conn = Arc::new_cyclic(|me| Conn::new(id, peer, socket, &ctx.conns, me.clone()));
     ctx.registry.insert(slot, Arc::clone(&conn));
     // Leave the registry however this function exits (a handler panic included).
     struct Leave<'a>(&'a Registry, usize);

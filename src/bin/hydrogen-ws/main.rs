@@ -78,6 +78,15 @@ fn main() -> ExitCode {
         Ok(_) => {}
         Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
     }
+    if let Some(t) = &config.terminal {
+        log::warn!(
+            "terminal ON at {} (page /terminal){}: whoever holds the terminal key runs {} as this user; \
+             there is no TLS",
+            t.path,
+            if t.readonly { ", read-only" } else { "" },
+            t.command
+        );
+    }
     let routes = routes_for_mode(&config);
     let server = match Server::with_routes(config, routes) {
         Ok(s) => s,

@@ -482,7 +482,11 @@ fn on_request(
     if !request.wants_upgrade() {
         let response = match ctx.server.upgrade() {
             Some(server) => {
-                http::respond(&*server, ctx.routes.serves_status_page(), &request, peer)
+                let pages = http::Pages {
+                    status: ctx.routes.serves_status_page(),
+                    other: ctx.routes.page_at(request.path()),
+                };
+                http::respond(&*server, pages, &request, peer)
             }
             None => http::HttpResponse::refusal(503, "server is shutting down", &[]),
         };
@@ -507,6 +511,13 @@ fn on_request(
         return refuse(ctx, poll, table, slot, 403, &reason, &[]);
     }
     if let Err(e) = auth::check_key(route.required_key(), &request) {
+        return refuse(ctx, poll, table, slot, e.status(), e.reason(), e.headers());
+    }
+    if route
+        .refused_key()
+        .is_some_and(|k| auth::check_key(Some(k), &request).is_ok())
+    {
+        let e = auth::AuthError::Wrong;
         return refuse(ctx, poll, table, slot, e.status(), e.reason(), e.headers());
     }
     let protocol = match auth::negotiate_protocol(route.subprotocol(), &upgrade.protocols) {
