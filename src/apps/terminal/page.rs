@@ -18,7 +18,7 @@ pub const PAGE: &str = r#"<!doctype html>
   #bar { padding: .4rem .6rem; background: #222; } #state.bad { color: #f66; } #state.good { color: #6c6; }
   #out { white-space: pre-wrap; word-break: break-all; padding: .6rem; height: calc(100vh - 6rem); overflow-y: auto; }
   #line { width: calc(100% - 1.2rem); margin: 0 .6rem; background: #000; color: #eee; border: 1px solid #444;
-          font: inherit; padding: .3rem; }
+          font: inherit; padding: .3rem; box-sizing: border-box; }
   .c30{color:#555}.c31{color:#e55}.c32{color:#5c5}.c33{color:#dc5}.c34{color:#59f}.c35{color:#c6c}.c36{color:#5cc}.c37{color:#eee}
   .b { font-weight: bold; }
 </style>
