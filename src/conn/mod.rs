@@ -109,6 +109,9 @@ pub struct Conn {
     has_subscriptions: AtomicBool,
     subscriptions: Mutex<Vec<Subscription>>,
     closes: Mutex<Closes>,
+    /// The shutdown's writer has shut the write side (its FIN follows the 1001): the worker's own
+    /// `shutdown(Write)` at the end would only fail.
+    pub(crate) write_shut: AtomicBool,
     /// This connection's own `Arc` (for an application's threads: see [`Conn::shared`]).
     me: Weak<Conn>,
 }
@@ -161,6 +164,7 @@ impl Conn {
             has_subscriptions: AtomicBool::new(false),
             subscriptions: Mutex::new(Vec::new()),
             closes: Mutex::new(Closes::default()),
+            write_shut: AtomicBool::new(false),
             me,
         }
     }

@@ -429,6 +429,7 @@ impl Conn {
                 // The lock is released before the FIN: the client answers the frame at once, and its
                 // worker, woken by that answer, should not find the lock still held.
                 if outcome == ShutdownClose::Written {
+                    self.write_shut.store(true, Ordering::SeqCst);
                     let _ = self.socket.shutdown(Shutdown::Write);
                     self.stats.close_sent(CloseCode::GOING_AWAY);
                 }

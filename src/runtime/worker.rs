@@ -124,7 +124,11 @@ fn serve(ctx: &WorkerContext, slot: usize, job: Job) {
         // Our close frame must reach the client: send FIN first, then read until the client closes
         // too, so the close below never turns into a reset that drops it.
         let _ = conn.wait_drained();
-        let _ = conn.socket.shutdown(Shutdown::Write);
+        // (Not again after the shutdown's 1001, whose writer shut the write side already: on a
+        // socket the client has closed too, that call only fails, once per connection.)
+        if !conn.write_shut.load(Ordering::SeqCst) {
+            let _ = conn.socket.shutdown(Shutdown::Write);
+        }
         let until = if ctx.shutdown.started() {
             // During a shutdown, once the client has acknowledged everything we sent (our FIN counts
             // 1) nothing of ours can be lost any more: close now rather than wait for its FIN.
