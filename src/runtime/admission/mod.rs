@@ -30,9 +30,11 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::Socket;
 
 mod per_ip;
+mod summary;
 mod table;
 
 pub(crate) use per_ip::{IpSlot, PerIp};
+use summary::Summary;
 use table::{Pending, Phase, Table};
 
 use super::pool::{Pool, Refused};
@@ -151,31 +153,12 @@ pub(crate) fn run(ctx: &AdmissionContext, mut poll: Poll) {
             ctx.stats.set_pending(0);
             return;
         }
-        if retry_accept.is_some_and(|at| at <= Instant::now()) {
-            retry_accept = None;
-            accepting = true;
-            accept_now(
-                ctx,
-                &poll,
-                &mut table,
-                &retry_after,
-                &mut accepting,
-                &mut retry_accept,
-            );
-        }
+        let retry_due = retry_accept.is_some_and(|at| at <= Instant::now());
+        let mut listener_ready = false;
         for event in events.iter() {
             match event.token() {
-                LISTENER if accepting => {
-                    accept_now(
-                        ctx,
-                        &poll,
-                        &mut table,
-                        &retry_after,
-                        &mut accepting,
-                        &mut retry_accept,
-                    );
-                }
-                LISTENER | WAKER => {}
+                LISTENER => listener_ready = true,
+                WAKER => {}
                 Token(t) => {
                     let slot = t - FIRST;
                     if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -187,64 +170,24 @@ pub(crate) fn run(ctx: &AdmissionContext, mut poll: Poll) {
                 }
             }
         }
+        // The backlog after the sockets' events: a reconnect storm waits its turn behind them.
+        if accepting && (retry_due || listener_ready) {
+            retry_accept = match accept_all(ctx, &poll, &mut table, &retry_after) {
+                Backlog::Drained => None,
+                Backlog::More => Some(Instant::now()),
+                Backlog::Retry => Some(Instant::now() + ACCEPT_RETRY),
+                Backlog::Closed => {
+                    accepting = false;
+                    None
+                }
+            };
+        }
         let now = Instant::now();
         for slot in table.expired(now, BATCH) {
             on_deadline(ctx, &mut table, slot);
         }
         ctx.stats.set_pending(table.handshaking);
         summary.tick(ctx, now);
-    }
-}
-
-/// How often the refusals a crowd causes (each logged at debug only) are summed up in one warning.
-const SUMMARY_EVERY: Duration = Duration::from_secs(10);
-
-/// The warning that sums up the admission refusals of the last [`SUMMARY_EVERY`]: under a crowd, one
-/// line per refused socket would flood the log (and cost the stage more than the refusals themselves).
-struct Summary {
-    last: Instant,
-    counts: Vec<(Admission, u64)>,
-}
-
-impl Summary {
-    fn new(stats: &Stats) -> Self {
-        Summary {
-            last: Instant::now(),
-            counts: stats.admission_refusals(),
-        }
-    }
-
-    fn tick(&mut self, ctx: &AdmissionContext, now: Instant) {
-        if now.duration_since(self.last) < SUMMARY_EVERY {
-            return;
-        }
-        let counts = ctx.stats.admission_refusals();
-        let parts: Vec<String> = counts
-            .iter()
-            .zip(&self.counts)
-            .filter(|((_, now), (_, before))| now > before)
-            .map(|((reason, now), (_, before))| {
-                let what = match reason {
-                    Admission::PendingFull => "closed to make room (408, the table was full)",
-                    Admission::PerIp => "refused for their address (429)",
-                    Admission::Timeout => "timed out (408)",
-                    Admission::PoolFull => "refused for a full pool (503)",
-                };
-                format!("{} {what}", now - before)
-            })
-            .collect();
-        if !parts.is_empty() {
-            warn!(
-                "admission, last {} s: {}; {} handshakes pending",
-                now.duration_since(self.last).as_secs(),
-                parts.join(", "),
-                ctx.stats
-                    .pending_handshakes
-                    .load(std::sync::atomic::Ordering::Relaxed)
-            );
-        }
-        self.last = now;
-        self.counts = counts;
     }
 }
 
@@ -258,22 +201,6 @@ enum Backlog {
     Retry,
     /// The listener is gone (the shutdown shut it).
     Closed,
-}
-
-fn accept_now(
-    ctx: &AdmissionContext,
-    poll: &Poll,
-    table: &mut Table,
-    retry_after: &str,
-    accepting: &mut bool,
-    retry_accept: &mut Option<Instant>,
-) {
-    match accept_all(ctx, poll, table, retry_after) {
-        Backlog::Drained => {}
-        Backlog::More => *retry_accept = Some(Instant::now()),
-        Backlog::Retry => *retry_accept = Some(Instant::now() + ACCEPT_RETRY),
-        Backlog::Closed => *accepting = false,
-    }
 }
 
 /// How long the stage waits before it tries the backlog again after accept failed.
