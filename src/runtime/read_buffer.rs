@@ -191,17 +191,22 @@ mod tests {
         b.filled_by(n)
     }
 
+    /// One turn with a read that fills all the room, every byte of it consumed.
+    fn fill_and_drain(b: &mut ReadBuffer) {
+        b.prepare();
+        let room = b.room().len();
+        read(b, room);
+        let all = b.unread().len();
+        b.consume(all);
+    }
+
     #[test]
     fn reads_that_fill_the_buffer_grow_it_to_the_maximum_and_no_further() {
         let mut b = ReadBuffer::new(Vec::new(), None);
         assert_eq!(b.capacity(), MIN_READ_BUF);
         let mut sizes = Vec::new();
         for _ in 0..8 {
-            b.prepare();
-            let room = b.room().len();
-            read(&mut b, room);
-            let all = b.unread().len();
-            b.consume(all);
+            fill_and_drain(&mut b);
             sizes.push(b.capacity());
         }
         assert_eq!(sizes[0], MIN_READ_BUF);
@@ -214,11 +219,7 @@ mod tests {
     fn a_burst_ends_after_a_few_small_reads_and_the_buffer_shrinks() {
         let mut b = ReadBuffer::new(Vec::new(), None);
         for _ in 0..6 {
-            b.prepare();
-            let room = b.room().len();
-            read(&mut b, room);
-            let all = b.unread().len();
-            b.consume(all);
+            fill_and_drain(&mut b);
         }
         b.prepare();
         // Grown (and, drained, waiting only for a quiet check).
@@ -242,11 +243,7 @@ mod tests {
     fn a_quiet_check_shrinks_and_the_idle_clock_counts_the_quiet_time() {
         let idle = Duration::from_secs(30);
         let mut b = ReadBuffer::new(Vec::new(), Some(idle));
-        b.prepare();
-        let room = b.room().len();
-        read(&mut b, room);
-        let all = b.unread().len();
-        b.consume(all);
+        fill_and_drain(&mut b);
         assert_eq!(b.prepare().0, Some(ReadTimeout::Quiet));
         assert_eq!(
             b.quiet(),
@@ -258,11 +255,7 @@ mod tests {
         assert_eq!(b.quiet(), Quiet::Idle);
         // Data after a shortened wait restores the whole idle timeout.
         let mut b = ReadBuffer::new(Vec::new(), Some(idle));
-        b.prepare();
-        let room = b.room().len();
-        read(&mut b, room);
-        let all = b.unread().len();
-        b.consume(all);
+        fill_and_drain(&mut b);
         b.prepare();
         b.quiet();
         b.prepare();
@@ -272,11 +265,7 @@ mod tests {
     #[test]
     fn no_quiet_check_when_the_idle_timeout_is_shorter() {
         let mut b = ReadBuffer::new(Vec::new(), Some(Duration::from_millis(200)));
-        b.prepare();
-        let room = b.room().len();
-        read(&mut b, room);
-        let all = b.unread().len();
-        b.consume(all);
+        fill_and_drain(&mut b);
         assert_eq!(b.prepare().0, None);
         assert!(b.capacity() > MIN_READ_BUF);
     }
