@@ -13,9 +13,11 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::logger::Level;
-use hydrogen_ws::config::{Config, ConfigError, Mode, TerminalConfig};
+use hydrogen_ws::config::{Config, ConfigError, Mode};
 
+mod terminal;
 mod values;
+use terminal::{TerminalArgs, WEBSOCKET_TERMINAL_KEY};
 use values::{backlog, level, listen, mode, switch, whole_number, Origins, Size, Time};
 
 /// What the command line asks for.
@@ -131,52 +133,8 @@ struct Args {
     #[arg(long, env = "HYDROGEN_WS_SHUTDOWN_TIMEOUT", value_name = "TIME",
           default_value_t = Time(Config::default().shutdown_timeout))]
     shutdown_timeout: Time,
-    /// serve a shell through a PTY at --terminal-path (and a console page at /terminal); off by default
-    #[arg(long, env = "HYDROGEN_WS_TERMINAL", value_name = "BOOL", value_parser = switch,
-          num_args = 0..=1, require_equals = true, default_missing_value = "on", default_value = "off")]
-    terminal: bool,
-    /// key of the terminal, at least 32 characters, not the --key; also WEBSOCKET_TERMINAL_KEY
-    #[arg(long, env = "HYDROGEN_WS_TERMINAL_KEY", value_name = "KEY")]
-    terminal_key: Option<String>,
-    /// WebSocket path of the terminal
-    #[arg(
-        long,
-        env = "HYDROGEN_WS_TERMINAL_PATH",
-        value_name = "PATH",
-        default_value = "/terminal/ws"
-    )]
-    terminal_path: String,
-    /// subprotocol of the terminal
-    #[arg(
-        long,
-        env = "HYDROGEN_WS_TERMINAL_PROTOCOL",
-        value_name = "NAME",
-        default_value = "terminal"
-    )]
-    terminal_protocol: String,
-    /// program each terminal runs; by default the login shell ($SHELL, /etc/passwd, else /bin/sh)
-    #[arg(long, env = "HYDROGEN_WS_TERMINAL_COMMAND", value_name = "PROGRAM")]
-    terminal_command: Option<String>,
-    /// most terminal sessions at once; one more is closed with 1013
-    #[arg(long, env = "HYDROGEN_WS_TERMINAL_MAX_SESSIONS", value_name = "N",
-          value_parser = whole_number, default_value = "4")]
-    terminal_max_sessions: usize,
-    /// end a terminal whose client sent nothing this long; 0 = never
-    #[arg(
-        long,
-        env = "HYDROGEN_WS_TERMINAL_IDLE_TIMEOUT",
-        value_name = "TIME",
-        default_value = "300s"
-    )]
-    terminal_idle_timeout: Time,
-    /// terminal output only: input is refused
-    #[arg(long, env = "HYDROGEN_WS_TERMINAL_READONLY", value_name = "BOOL", value_parser = switch,
-          num_args = 0..=1, require_equals = true, default_missing_value = "on", default_value = "off")]
-    terminal_readonly: bool,
-    /// allow --terminal on a non-loopback --listen address (there is no TLS: use a TLS proxy)
-    #[arg(long, env = "HYDROGEN_WS_TERMINAL_ALLOW_REMOTE", value_name = "BOOL", value_parser = switch,
-          num_args = 0..=1, require_equals = true, default_missing_value = "on", default_value = "off")]
-    terminal_allow_remote: bool,
+    #[command(flatten)]
+    terminal: TerminalArgs,
     /// off, error, warn, info or debug
     #[arg(long, env = "HYDROGEN_WS_LOG_LEVEL", value_name = "LEVEL", value_parser = level,
           default_value = Level::Info.as_str())]
@@ -190,9 +148,6 @@ SIGINT or SIGTERM starts a graceful shutdown (every client gets close code 1001)
 
 /// The variable the original Hydrogen server reads its key from; `--key` and `HYDROGEN_WS_KEY` win.
 const WEBSOCKET_KEY: &str = "WEBSOCKET_KEY";
-/// The variable the original Hydrogen server reads its terminal key from; `--terminal-key` and
-/// `HYDROGEN_WS_TERMINAL_KEY` win.
-const WEBSOCKET_TERMINAL_KEY: &str = "WEBSOCKET_TERMINAL_KEY";
 
 /// The clap command: the derived one, with the environment values hidden from `--help` (one of them is
 /// the key).
@@ -239,23 +194,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ConfigEr
 impl Args {
     fn into_config(self) -> (Config, Level) {
         let key = self.key.or_else(|| std::env::var(WEBSOCKET_KEY).ok());
-        let terminal = self.terminal.then(|| {
-            let key = self
-                .terminal_key
-                .or_else(|| std::env::var(WEBSOCKET_TERMINAL_KEY).ok())
-                .unwrap_or_default();
-            let mut t = TerminalConfig::new(key.trim());
-            t.path = self.terminal_path.trim().to_string();
-            t.protocol = self.terminal_protocol.trim().to_string();
-            if let Some(command) = self.terminal_command.filter(|c| !c.trim().is_empty()) {
-                t.command = command.trim().to_string();
-            }
-            t.max_sessions = self.terminal_max_sessions;
-            t.idle_timeout = self.terminal_idle_timeout.or_never();
-            t.readonly = self.terminal_readonly;
-            t.allow_remote = self.terminal_allow_remote;
-            t
-        });
+        let terminal = self.terminal.into_config();
         let mut config = Config {
             listen: self.listen,
             mode: self.mode,
