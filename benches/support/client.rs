@@ -52,7 +52,12 @@ pub fn connect_from(addr: SocketAddr, from: IpAddr) -> Result<Opened, String> {
 
 /// The upgrade request for `/` on a connected `stream` (to `addr`), and a 101 with the right accept
 /// value.
-pub fn upgrade(mut stream: TcpStream, addr: SocketAddr) -> Result<Opened, String> {
+pub fn upgrade(stream: TcpStream, addr: SocketAddr) -> Result<Opened, String> {
+    upgrade_path(stream, &addr.to_string(), "/")
+}
+
+/// Like [`upgrade`], for `path` (which may carry a query, such as `/?key=...`) on `host`.
+pub fn upgrade_path(mut stream: TcpStream, host: &str, path: &str) -> Result<Opened, String> {
     let io = |e: io::Error| e.to_string();
     stream.set_nodelay(true).map_err(io)?;
     stream
@@ -62,7 +67,7 @@ pub fn upgrade(mut stream: TcpStream, addr: SocketAddr) -> Result<Opened, String
         .set_write_timeout(Some(HANDSHAKE_TIMEOUT))
         .map_err(io)?;
     stream
-        .write_all(request(&addr.to_string(), "/").as_bytes())
+        .write_all(request(host, path).as_bytes())
         .map_err(|e| format!("sending the upgrade request: {e}"))?;
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut buf = Vec::with_capacity(512);
