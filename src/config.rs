@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use hydrogen_ws_protocol::HandshakeLimits;
 
+use crate::topic::Permissions;
+
+mod bus;
+pub use bus::{BusConfig, NatsAuth, DEFAULT_PREFIX};
+
 /// What the server does with the messages it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -141,6 +146,10 @@ pub struct Config {
     pub heartbeat: Heartbeat,
     /// The terminal application (a shell over WebSocket); `None`: off, the default.
     pub terminal: Option<TerminalConfig>,
+    /// The bus: in-process, or NATS.
+    pub bus: BusConfig,
+    /// What the clients of the main route (the `key`'s) may do on the bus.
+    pub permissions: Permissions,
 }
 
 impl Default for Config {
@@ -160,6 +169,8 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             heartbeat: Heartbeat::default(),
             terminal: None,
+            bus: BusConfig::default(),
+            permissions: Permissions::default(),
         }
     }
 }
@@ -445,7 +456,20 @@ impl Config {
         if let Some(terminal) = &self.terminal {
             terminal.validate(self)?;
         }
+        self.bus.validate()?;
+        self.permissions.validate().map_err(|(list, pattern, e)| {
+            ConfigError::new(allow_option(list), format!("'{pattern}': {e}"))
+        })?;
         Ok(())
+    }
+}
+
+/// The option that sets a permission list.
+fn allow_option(list: &str) -> &'static str {
+    match list {
+        "subscribe" => "--allow-subscribe",
+        "publish" => "--allow-publish",
+        _ => "--allow-request",
     }
 }
 

@@ -62,6 +62,7 @@
 pub mod config;
 mod stats;
 mod sys;
+pub mod topic;
 // Values and views over them.
 mod handle;
 mod report;
@@ -84,16 +85,19 @@ mod server;
 mod apps;
 
 pub use apps::{routes_for_mode, Echo, Hydrogen, Terminal};
-pub use config::{Config, ConfigError, Heartbeat, Limits, Mode, TerminalConfig};
+pub use config::{
+    BusConfig, Config, ConfigError, Heartbeat, Limits, Mode, NatsAuth, TerminalConfig,
+};
 pub use conn::{Conn, Ending, SendError};
-pub use handle::ServerHandle;
+pub use handle::{BusError, ServerHandle};
 pub use handler::Handler;
 pub use hydrogen_ws_protocol as protocol;
 pub use report::{BroadcastReport, ShutdownReport};
 pub use routes::{Route, Routes};
 pub use server::{Server, ServerError};
-pub use stats::{Admission, Stats, StatsSnapshot};
+pub use stats::{Admission, BusSnapshot, BusState, Stats, StatsSnapshot};
 pub use status::StatusDocument;
+pub use topic::Permissions;
 
 /// Raises the process's soft limit on open descriptors to its hard limit (as a server binary should at
 /// start: every connection, pending or open, is a descriptor) and returns the limit now in force.

@@ -80,4 +80,7 @@ pub struct BroadcastReport {
     pub sent: usize,
     /// Connections that could not take it (closing, or evicted for not reading).
     pub failed: usize,
+    /// The message could not be handed to NATS (the bus's queue was full): this instance's connections
+    /// got it, the other instances did not. Always `false` on the in-process bus.
+    pub bus_dropped: bool,
 }

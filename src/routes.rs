@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, Mode};
 use crate::handler::Handler;
+use crate::topic::Permissions;
 
 /// One application and the policy of the path it serves.
 ///
@@ -28,6 +29,7 @@ pub struct Route {
     protocol: Option<String>,
     allowed_origins: Vec<String>,
     refused_key: Option<String>,
+    permissions: Arc<Permissions>,
 }
 
 impl fmt::Debug for Route {
@@ -36,6 +38,7 @@ impl fmt::Debug for Route {
             .field("key", &self.key.as_ref().map(|_| "<set>"))
             .field("protocol", &self.protocol)
             .field("allowed_origins", &self.allowed_origins)
+            .field("permissions", &self.permissions)
             .finish_non_exhaustive()
     }
 }
@@ -49,6 +52,7 @@ impl Route {
             protocol: None,
             allowed_origins: Vec::new(),
             refused_key: None,
+            permissions: Arc::new(Permissions::default()),
         }
     }
 
@@ -76,6 +80,23 @@ impl Route {
     pub fn refuse_key(mut self, key: Option<String>) -> Route {
         self.refused_key = key;
         self
+    }
+
+    /// What this route's clients (the holders of its key) may do on the bus: which topics they may
+    /// subscribe to, publish to and send requests to. The default: subscribe to anything, nothing else.
+    pub fn permissions(mut self, permissions: Permissions) -> Route {
+        self.permissions = Arc::new(permissions);
+        self
+    }
+
+    /// This route's bus permissions.
+    pub fn bus_permissions(&self) -> &Permissions {
+        &self.permissions
+    }
+
+    /// The same permissions, shared with each connection.
+    pub(crate) fn shared_permissions(&self) -> Arc<Permissions> {
+        Arc::clone(&self.permissions)
     }
 
     /// The key this route refuses, if any.
@@ -156,7 +177,8 @@ impl Routes {
         let route = Route::new(handler)
             .key(config.key.clone())
             .refuse_key(config.terminal.as_ref().map(|t| t.key.clone()))
-            .allowed_origins(config.allowed_origins.clone());
+            .allowed_origins(config.allowed_origins.clone())
+            .permissions(config.permissions.clone());
         match config.mode {
             Mode::Hydrogen => {
                 let route = route.protocol(Some(config.protocol.clone()));

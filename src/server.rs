@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use hydrogen_ws_protocol::Message;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::bus::{Bus, Delivery, InProcess};
+use crate::bus::{Bus, Delivery, InProcess, NatsBus, NatsStartError};
 use crate::config::{Config, ConfigError};
 use crate::conn::ConnContext;
-use crate::handle::{Control, ServerHandle};
+use crate::handle::{Control, ReplyFn, ServerHandle};
 use crate::handler::Handler;
 use crate::registry::Registry;
 use crate::report::{BroadcastReport, ShutdownReport};
@@ -25,7 +25,7 @@ use crate::runtime::pool::{self, Pool};
 use crate::runtime::shutdown::{self, ShutdownContext, ShutdownState};
 use crate::runtime::ticker::{self, TickerContext};
 use crate::runtime::worker::{self, WorkerContext};
-use crate::stats::{Stats, StatsSnapshot};
+use crate::stats::{BusState, Stats, StatsSnapshot};
 use crate::status::{self, Sample, StatusDocument};
 use crate::sys;
 
@@ -46,6 +46,8 @@ pub enum ServerError {
     Spawn(io::Error),
     /// The route table has no route at all: every upgrade would be refused.
     NoRoutes,
+    /// The NATS bus could not start (a bad URL or credentials file, or its thread).
+    Bus(String),
 }
 
 impl fmt::Display for ServerError {
@@ -55,6 +57,7 @@ impl fmt::Display for ServerError {
             ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             ServerError::Spawn(e) => write!(f, "cannot start threads: {e}"),
             ServerError::NoRoutes => f.write_str("the route table is empty"),
+            ServerError::Bus(e) => write!(f, "cannot start the bus: {e}"),
         }
     }
 }
@@ -65,8 +68,14 @@ impl std::error::Error for ServerError {
             ServerError::Config(e) => Some(e),
             ServerError::Bind { source, .. } => Some(source),
             ServerError::Spawn(e) => Some(e),
-            ServerError::NoRoutes => None,
+            ServerError::NoRoutes | ServerError::Bus(_) => None,
         }
+    }
+}
+
+impl From<NatsStartError> for ServerError {
+    fn from(e: NatsStartError) -> Self {
+        ServerError::Bus(e.to_string())
     }
 }
 
@@ -125,6 +134,18 @@ impl Control for Inner {
         self.bus.publish(topic, message)
     }
 
+    fn request(&self, topic: &str, payload: Vec<u8>, timeout: Duration, reply: ReplyFn) {
+        self.bus.request(topic, payload, timeout, reply);
+    }
+
+    fn subscriptions_changed(&self, then: Option<Box<dyn FnOnce() + Send>>) {
+        self.bus.subscriptions_changed(then);
+    }
+
+    fn bus_state(&self) -> BusState {
+        self.bus.state()
+    }
+
     fn status_document(&self) -> StatusDocument {
         let mut cache = self
             .status_cache
@@ -145,7 +166,10 @@ impl Control for Inner {
     }
 
     fn shutdown(&self) -> ShutdownReport {
+        let deadline = Instant::now() + self.config.shutdown_timeout;
+        self.bus.begin_stop();
         let report = shutdown::run(&self.shutdown);
+        self.bus.finish_stop(deadline);
         // With the `Server` gone, no drop is left to release the parked workers: do it here, without
         // waiting for them.
         if self.server_dropped.load(Ordering::SeqCst) {
@@ -232,6 +256,12 @@ impl Server {
         let state = Arc::new(ShutdownState::default());
         let routes = Arc::new(routes);
         let started_at = Instant::now();
+        let delivery = Delivery::new(Arc::clone(&registry), config.bus.prefix.clone());
+        let bus: Box<dyn Bus> = if config.bus.uses_nats() {
+            Box::new(NatsBus::start(&config.bus, delivery, Arc::clone(&stats))?)
+        } else {
+            Box::new(InProcess::new(delivery))
+        };
         let inner = Arc::new_cyclic(|me: &Weak<Inner>| {
             let server: Weak<dyn Control> = me.clone();
             let workers = WorkerContext {
@@ -260,7 +290,7 @@ impl Server {
                 stats: Arc::clone(&stats),
                 registry: Arc::clone(&registry),
                 pool: Arc::new(pool),
-                bus: Box::new(InProcess::new(Delivery::new(Arc::clone(&registry)))),
+                bus,
                 shutdown: ShutdownContext {
                     state: Arc::clone(&state),
                     listener: Arc::clone(&listener),
@@ -333,7 +363,10 @@ impl Server {
     /// ([`ServerHandle::shutdown`] leaves idle workers parked, to die with the process, which is what a
     /// binary about to exit wants; dropping the `Server` afterwards lets them go.)
     pub fn shutdown(mut self) -> ShutdownReport {
+        let bus_deadline = Instant::now() + self.inner.config.shutdown_timeout;
+        self.inner.bus.begin_stop();
         let report = shutdown::run(&self.inner.shutdown);
+        self.inner.bus.finish_stop(bus_deadline);
         let deadline = Instant::now() + self.inner.config.shutdown_timeout;
         self.inner.pool.release_workers(deadline);
         pool::join_until(std::mem::take(&mut self.threads), deadline);

@@ -6,6 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hydrogen_ws_protocol::CloseCode;
 
+mod bus;
+pub use bus::{BusSnapshot, BusState, BusStats, RequestOutcome};
+
 /// Close codes counted one by one; any other code is counted as "other".
 const CODES: [u16; 12] = [
     1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012,
@@ -47,6 +50,8 @@ pub struct Stats {
     pub bytes_out: AtomicU64,
     /// Handler panics caught (the connection is closed; the worker lives on).
     pub handler_panics: AtomicU64,
+    /// The bus's counters and state.
+    pub bus: BusStats,
     refusals: [AtomicU64; STATUSES.len() + 1],
     close_sent: [AtomicU64; CODES.len() + 1],
     close_received: [AtomicU64; CODES.len() + 1],

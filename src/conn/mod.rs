@@ -6,6 +6,7 @@
 //! (shutdown, broadcast, the ticker) only writes, through the write lock.
 
 mod ending;
+mod subscriptions;
 mod writer;
 
 use std::io;
@@ -19,11 +20,14 @@ use socket2::Socket;
 
 use crate::handle::{Control, ServerHandle};
 use crate::stats::Stats;
+use crate::topic::Permissions;
 use log::error;
 
 pub(crate) use ending::End;
 pub use ending::Ending;
 use ending::{close_parts, Closes};
+use subscriptions::Subscriptions;
+pub(crate) use subscriptions::{Form, TooMany, MAX_SUBSCRIPTIONS};
 use writer::WriteState;
 pub(crate) use writer::{
     going_away_frame, release_batch_buffer, serving_here, set_serving, BatchGuard, ShutdownClose,
@@ -72,14 +76,6 @@ pub(crate) const STATE_OPEN: u8 = 1;
 /// The session is over (the handler has been or is being told): nothing more is sent.
 pub(crate) const STATE_CLOSING: u8 = 2;
 
-/// A topic a connection receives pushes for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Subscription {
-    topic: String,
-    /// For periodic topics: how often, and when next.
-    every: Option<(Duration, Instant)>,
-}
-
 /// A live connection as other threads see it: identity, the socket, and the write lock.
 ///
 /// Handlers receive `&Conn` and reply through it; the server keeps one in the registry for shutdown,
@@ -107,7 +103,9 @@ pub struct Conn {
     pub(crate) protocol: Mutex<Option<String>>,
     pub(crate) target: Mutex<String>,
     has_subscriptions: AtomicBool,
-    subscriptions: Mutex<Vec<Subscription>>,
+    subscriptions: Mutex<Subscriptions>,
+    /// What this connection's clients may do on the bus (set from its route in the handshake).
+    permissions: OnceLock<Arc<Permissions>>,
     closes: Mutex<Closes>,
     /// The shutdown's writer has shut the write side (its FIN follows the 1001): the worker's own
     /// `shutdown(Write)` at the end would only fail.
@@ -162,7 +160,8 @@ impl Conn {
             protocol: Mutex::new(None),
             target: Mutex::new(String::new()),
             has_subscriptions: AtomicBool::new(false),
-            subscriptions: Mutex::new(Vec::new()),
+            subscriptions: Mutex::new(Subscriptions::default()),
+            permissions: OnceLock::new(),
             closes: Mutex::new(Closes::default()),
             write_shut: AtomicBool::new(false),
             me,
@@ -261,33 +260,118 @@ impl Conn {
         Ok(())
     }
 
-    /// Subscribes this connection to `topic`; with `every`, the handler's
-    /// [`crate::Handler::on_subscription_due`] is called for it at that interval (first after one interval).
-    /// Subscribing again to the same topic replaces the interval.
+    /// Subscribes this connection to `topic` (a pattern: `*` matches one token, `>` the rest; see
+    /// [`crate::topic`]): what [`crate::ServerHandle::publish`] sends on a topic it selects, here or on
+    /// another instance of the bus, reaches it as it was published. With `every`, the handler's
+    /// [`crate::Handler::on_subscription_due`] is called for it at that interval instead (first after one
+    /// interval), and the topic stays local. Subscribing again to the same topic replaces the interval. A
+    /// connection holds at most 256 subscriptions; more are ignored (and logged).
     pub fn subscribe(&self, topic: &str, every: Option<Duration>) {
-        let mut subs = lock(&self.subscriptions);
-        subs.retain(|s| s.topic != topic);
-        subs.push(Subscription {
-            topic: topic.to_string(),
-            every: every.map(|d| (d, Instant::now() + d)),
-        });
-        self.has_subscriptions.store(true, Ordering::Release);
+        if self.subscribe_as(topic, Form::Raw, every).is_err() {
+            log::warn!(
+                "connection {}: subscription to {topic} ignored: it holds {MAX_SUBSCRIPTIONS} already",
+                self.id
+            );
+        }
     }
 
-    /// Ends a subscription; returns whether there was one.
+    /// Ends a subscription made with [`Conn::subscribe`]; returns whether there was one.
     pub fn unsubscribe(&self, topic: &str) -> bool {
+        self.unsubscribe_as(topic, Form::Raw)
+    }
+
+    /// Whether a message published on `topic` reaches this connection (through any of its
+    /// subscriptions).
+    pub fn is_subscribed(&self, topic: &str) -> bool {
+        !self.subscribed_forms(topic).is_empty()
+    }
+
+    /// Adds a subscription of `form`; returns whether it is new. The bus is told (a new pattern is
+    /// subscribed on NATS soon after; see [`crate::ServerHandle`]).
+    pub(crate) fn subscribe_as(
+        &self,
+        pattern: &str,
+        form: Form,
+        every: Option<Duration>,
+    ) -> Result<bool, TooMany> {
+        let new = lock(&self.subscriptions).add(pattern, form, every)?;
+        self.has_subscriptions.store(true, Ordering::Release);
+        if new && every.is_none() {
+            self.tell_bus();
+        }
+        Ok(new)
+    }
+
+    /// Ends a subscription of `form`; returns whether there was one.
+    pub(crate) fn unsubscribe_as(&self, pattern: &str, form: Form) -> bool {
         let mut subs = lock(&self.subscriptions);
-        let before = subs.len();
-        subs.retain(|s| s.topic != topic);
+        let had = subs.remove(pattern, form);
         self.has_subscriptions
             .store(!subs.is_empty(), Ordering::Release);
-        subs.len() != before
+        drop(subs);
+        if had {
+            self.tell_bus();
+        }
+        had
     }
 
-    /// Whether this connection is subscribed to `topic`.
-    pub fn is_subscribed(&self, topic: &str) -> bool {
-        self.has_subscriptions.load(Ordering::Acquire)
-            && lock(&self.subscriptions).iter().any(|s| s.topic == topic)
+    /// Replaces every subscription of `form` with `patterns` (all or nothing).
+    pub(crate) fn replace_subscriptions(
+        &self,
+        form: Form,
+        patterns: &[String],
+    ) -> Result<(), TooMany> {
+        let mut subs = lock(&self.subscriptions);
+        subs.replace(form, patterns)?;
+        self.has_subscriptions
+            .store(!subs.is_empty(), Ordering::Release);
+        drop(subs);
+        self.tell_bus();
+        Ok(())
+    }
+
+    /// The form of each subscription whose pattern selects `topic`.
+    pub(crate) fn subscribed_forms(&self, topic: &str) -> Vec<Form> {
+        if !self.has_subscriptions.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        lock(&self.subscriptions).matching(topic)
+    }
+
+    /// The form of each bus subscription to exactly `pattern`.
+    pub(crate) fn forms_on_pattern(&self, pattern: &str) -> Vec<Form> {
+        if !self.has_subscriptions.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        lock(&self.subscriptions).on_pattern(pattern)
+    }
+
+    /// Adds the patterns of this connection's bus subscriptions to `out`.
+    pub(crate) fn bus_patterns(&self, out: &mut std::collections::BTreeSet<String>) {
+        if self.has_subscriptions.load(Ordering::Acquire) {
+            lock(&self.subscriptions).bus_patterns(out);
+        }
+    }
+
+    /// The subscriptions changed: the bus recomputes what it subscribes to on NATS.
+    fn tell_bus(&self) {
+        if let Some(server) = self.server.upgrade() {
+            server.subscriptions_changed(None);
+        }
+    }
+
+    /// What this connection's client may do on the bus (its route's permissions; the default ones
+    /// before the handshake chose a route).
+    pub(crate) fn permissions(&self) -> Arc<Permissions> {
+        self.permissions
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Permissions::default()))
+    }
+
+    /// Binds the connection to its route's permissions (in the handshake).
+    pub(crate) fn set_permissions(&self, permissions: Arc<Permissions>) {
+        let _ = self.permissions.set(permissions);
     }
 
     /// Periodic subscriptions whose time has come; their next time is set.
@@ -295,17 +379,7 @@ impl Conn {
         if !self.has_subscriptions.load(Ordering::Acquire) {
             return Vec::new();
         }
-        let mut due = Vec::new();
-        for s in lock(&self.subscriptions).iter_mut() {
-            if let Some((every, next)) = &mut s.every {
-                if now >= *next {
-                    due.push(s.topic.clone());
-                    // Skip missed beats rather than bursting to catch up.
-                    *next = (*next + *every).max(now + *every / 2);
-                }
-            }
-        }
-        due
+        lock(&self.subscriptions).due(now)
     }
 
     pub(crate) fn is_open(&self) -> bool {
@@ -367,5 +441,19 @@ impl Conn {
         u64::try_from(self.epoch.elapsed().as_millis())
             .unwrap_or(u64::MAX)
             .max(1)
+    }
+}
+
+impl Drop for Conn {
+    /// A connection that leaves with bus subscriptions tells the bus, which drops the NATS subscriptions
+    /// nobody holds any more. (It is out of the registry by now: the bus's recount no longer sees it.)
+    fn drop(&mut self) {
+        let subs = self
+            .subscriptions
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if subs.has_bus_patterns() {
+            self.tell_bus();
+        }
     }
 }

@@ -160,6 +160,9 @@ fn open(
     *conn::lock(&conn.protocol) = protocol;
     *conn::lock(&conn.target) = target;
     conn.set_route(route);
+    if let Some(r) = ctx.routes.get(route) {
+        conn.set_permissions(r.shared_permissions());
+    }
     let mut w = conn.lock_writer();
     conn.last_ping_ms.store(conn.now_ms(), Ordering::Relaxed);
     conn.state.store(conn::STATE_OPEN, Ordering::SeqCst);
