@@ -18,6 +18,7 @@ use crate::report::BroadcastReport;
 use crate::stats::BusState;
 
 pub(crate) use nats::{NatsBus, NatsStartError};
+pub(crate) use render::payload_data;
 use render::Rendered;
 
 /// Carries a broadcast (`topic: None`) or a publish on `topic` to the connections that want it, here

@@ -555,7 +555,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Formats a byte count the way `parse_size` reads it back (`16MiB`, `8KiB`, `100B`).
 pub fn format_size(n: usize) -> String {
     for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
-        if n >= 1 << shift && n % (1 << shift) == 0 {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
             return format!("{}{unit}", n >> shift);
         }
     }
@@ -565,7 +565,7 @@ pub fn format_size(n: usize) -> String {
 /// Formats a duration the way `parse_duration` reads it back.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

@@ -130,6 +130,12 @@ fn route(server: &dyn Control, pages: Pages, request: &Request, peer: SocketAddr
             HttpResponse::new(200, crate::status::METRICS_CONTENT_TYPE, body.as_bytes())
         }
         "/health" if server.is_shutting_down() => HttpResponse::refusal(503, "shutting down", &[]),
+        "/health"
+            if server.config().bus.require_nats
+                && server.bus_state() != crate::stats::BusState::Connected =>
+        {
+            HttpResponse::refusal(503, "nats disconnected", &[])
+        }
         "/health" => HttpResponse::new(200, "text/plain; charset=utf-8", b"ok\n"),
         "/" if pages.status => HttpResponse::with_headers(
             200,

@@ -125,6 +125,7 @@ impl Inner {
             workers: self.pool.spawned(),
             rss_bytes,
             threads,
+            bus: self.stats.bus.snapshot(),
         }
     }
 }

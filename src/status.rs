@@ -2,6 +2,9 @@
 //! gathers in one place (counters, gauges, the configuration in force). Nothing here reaches into the
 //! server's threads.
 
+mod bus;
+pub use bus::{BusRequests, BusStatus};
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -45,6 +48,8 @@ pub struct Sample {
     pub rss_bytes: Option<u64>,
     /// Threads of the process.
     pub threads: Option<u64>,
+    /// The bus's counters and state.
+    pub bus: crate::stats::BusSnapshot,
 }
 
 /// The status document: the reply to `{"type":"status"}` and the body of `GET /status`.
@@ -87,6 +92,8 @@ pub struct StatusDocument {
     /// The terminal application, when it is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminal: Option<TerminalStatus>,
+    /// The bus (in-process or NATS).
+    pub bus: BusStatus,
 }
 
 /// The terminal sessions in the [`StatusDocument`].
@@ -243,6 +250,7 @@ pub fn document(sample: &Sample, config: &Config) -> StatusDocument {
             refused_full: s.terminals_refused_full,
             refused_spawn: s.terminals_refused_spawn,
         }),
+        bus: bus::status(&sample.bus, &config.bus),
     }
 }
 
@@ -356,6 +364,7 @@ pub fn metrics(sample: &Sample, config: &Config) -> String {
         s.protocol_errors,
     );
     counter(r, "evictions", "Clients evicted for not reading", s.evicted);
+    bus::metrics(r, &sample.bus);
     if config.terminal.is_some() {
         gauge(
             r,

@@ -152,7 +152,8 @@ fn bad_requests_get_error_replies_and_the_connection_stays_open() {
         (r#"{"id":7}"#, "missing \"type\""),
         (r#"{"type":5}"#, "must be a string"),
         (r#"{"type":"dance","id":7}"#, "unknown type 'dance'"),
-        (r#"{"type":"subscribe","topic":"weather"}"#, "unknown topic"),
+        (r#"{"type":"subscribe","topic":"a..b"}"#, "bad_request"),
+        (r#"{"type":"subscribe","topic":7}"#, "must be a string"),
         (
             r#"{"type":"subscribe","interval_ms":"soon"}"#,
             "interval_ms",

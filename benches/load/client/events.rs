@@ -23,7 +23,7 @@ impl Client<'_> {
         let c = &mut self.conns[i];
         c.seq += 1;
         let seq = c.seq.wrapping_mul(1_000_003).wrapping_add(i as u64);
-        let opcode = if c.seq % 2 == 0 { 1u8 } else { 2 };
+        let opcode = if c.seq.is_multiple_of(2) { 1u8 } else { 2 };
         let payload: Vec<u8> = (0..size).map(|k| payload_byte(seq, k, opcode)).collect();
         let op = if opcode == 1 {
             OpCode::Text
@@ -143,7 +143,7 @@ impl Client<'_> {
             Kind::Garbage => {
                 let unmasked = [0x81, 0x03, b'b', b'a', b'd'];
                 let reserved = [0x83, 0x80, 1, 2, 3, 4];
-                let bytes: &[u8] = if self.conns[i].attacks % 2 == 0 {
+                let bytes: &[u8] = if self.conns[i].attacks.is_multiple_of(2) {
                     &unmasked
                 } else {
                     &reserved

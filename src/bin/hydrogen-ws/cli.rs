@@ -15,8 +15,10 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use crate::logger::Level;
 use hydrogen_ws::config::{Config, ConfigError, Mode};
 
+mod bus;
 mod terminal;
 mod values;
+use bus::BusArgs;
 use terminal::{TerminalArgs, WEBSOCKET_TERMINAL_KEY};
 use values::{backlog, level, listen, mode, switch, whole_number, Origins, Size, Time};
 
@@ -135,6 +137,8 @@ struct Args {
     shutdown_timeout: Time,
     #[command(flatten)]
     terminal: TerminalArgs,
+    #[command(flatten)]
+    bus: BusArgs,
     /// off, error, warn, info or debug
     #[arg(long, env = "HYDROGEN_WS_LOG_LEVEL", value_name = "LEVEL", value_parser = level,
           default_value = Level::Info.as_str())]
@@ -186,15 +190,16 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ConfigEr
         Ok(args) => args,
         Err(e) => return refusal(&e),
     };
-    let (config, level) = args.into_config();
+    let (config, level) = args.into_config()?;
     config.validate()?;
     Ok(Command::Run(Box::new(config), level))
 }
 
 impl Args {
-    fn into_config(self) -> (Config, Level) {
+    fn into_config(self) -> Result<(Config, Level), ConfigError> {
         let key = self.key.or_else(|| std::env::var(WEBSOCKET_KEY).ok());
         let terminal = self.terminal.into_config();
+        let (bus, permissions) = self.bus.into_config()?;
         let mut config = Config {
             listen: self.listen,
             mode: self.mode,
@@ -207,6 +212,8 @@ impl Args {
             backlog: self.backlog,
             shutdown_timeout: self.shutdown_timeout.0,
             terminal,
+            bus,
+            permissions,
             ..Config::default()
         };
         let l = &mut config.limits;
@@ -221,7 +228,7 @@ impl Args {
         l.idle_timeout = self.idle_timeout.or_never();
         config.heartbeat.ping_interval = self.ping_interval.or_never();
         config.heartbeat.pong_timeout = self.pong_timeout.0;
-        (config, self.log_level)
+        Ok((config, self.log_level))
     }
 }
 
