@@ -261,7 +261,7 @@ start_nginx() {
   nginx_port=$(free_port)
   local servers="" p
   for p in "${instance_ports[@]}"; do
-    servers+="        server 127.0.0.1:$p max_fails=1 fail_timeout=1s;\n"
+    servers+="        server 127.0.0.1:$p max_fails=0;\n"
   done
   # The example's three `server 127.0.0.1:500N ...;` lines become ours; its listen port ours.
   sed -e "/^ *server 127\.0\.0\.1:500[0-9] /d" \

@@ -423,7 +423,7 @@ fn scenario(k: &Knobs, d: &Deployment) -> Result<bool, String> {
         let restart_ok = within
             && r.not_back == 0
             && r.other_ends.is_empty()
-            && r.connected_lost == 0
+            && r.lost_earlier == 0
             && r.duplicates == 0
             && r.out_of_order == 0;
         ok &= restart_ok;
@@ -434,30 +434,38 @@ fn scenario(k: &Knobs, d: &Deployment) -> Result<bool, String> {
                 r.other_ends[0]
             );
         }
-        let lost_note = match r.lost_before_term {
+        let lost = match r.lost_before_term {
             Some(d) => format!(
-                " (all within {:.1} ms before the SIGTERM)",
+                "{} of {}: {} in flight (< {} ms before the SIGTERM), {} earlier; the oldest {:.2} ms before",
+                r.lost_in_flight + r.lost_earlier,
+                r.connected_expected,
+                r.lost_in_flight,
+                verdict::IN_FLIGHT.as_millis(),
+                r.lost_earlier,
                 d.as_secs_f64() * 1000.0
             ),
-            None => String::new(),
+            None => format!("0 of {}", r.connected_expected),
+        };
+        let judged = match (restart_ok, r.lost_in_flight) {
+            (true, 0) => "met".to_string(),
+            (true, n) => format!("met but for {n} in flight"),
+            (false, _) => "MISSED".to_string(),
         };
         let row = format!(
-            "| {} | {} | {} | {} | {} | {} | {} of {}{} | {} of {} | {} / {} / {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} of {} | {} / {} / {} | {} |",
             d.label,
             r.events,
             r.closes_1001,
             verdict::ms3(&r.upgrade_after_1001),
             verdict::ms3(&r.after_1001),
             verdict::ms3(&r.after_term),
-            r.connected_lost,
-            r.connected_expected,
-            lost_note,
+            lost,
             r.gap_received,
             r.gap_events,
             r.duplicates,
             r.out_of_order,
             r.crossed,
-            if restart_ok { "met" } else { "MISSED" }
+            judged
         );
         println!("\n{RESTART_HEAD}");
         println!("{row}");

@@ -8,6 +8,11 @@ use crate::publisher::Pub;
 use crate::subscriber::ClientLog;
 use crate::support::stats::Latencies;
 
+/// An event published this little before its subscriber's instance got SIGTERM may still be on its
+/// way (publisher -> instance -> NATS -> instance) when that instance stops taking messages. Such a
+/// loss is counted apart; the table shows both.
+pub const IN_FLIGHT: Duration = Duration::from_millis(5);
+
 /// The fan-out run (phase 0).
 pub struct Fanout {
     pub events: u64,
@@ -39,7 +44,10 @@ pub struct Restart {
     pub upgrade_after_1001: Latencies,
     /// Events of a client's topics published while it was subscribed (before its instance's SIGTERM).
     pub connected_expected: u64,
-    pub connected_lost: u64,
+    /// Of those, lost: published less than [`IN_FLIGHT`] before the SIGTERM (still on their way
+    /// through NATS when the instance stopped taking messages), and earlier than that.
+    pub lost_in_flight: u64,
+    pub lost_earlier: u64,
     /// How long before the SIGTERM the lost ones were published (the longest), if any was lost.
     pub lost_before_term: Option<Duration>,
     /// Published between the SIGTERM of a client's instance and its new subscription.
@@ -136,7 +144,8 @@ pub fn restart(logs: &[ClientLog], pubs: &[Pub], topics: usize, terms: &[u64]) -
         after_term: Latencies::new(),
         upgrade_after_1001: Latencies::new(),
         connected_expected: 0,
-        connected_lost: 0,
+        lost_in_flight: 0,
+        lost_earlier: 0,
         lost_before_term: None,
         gap_events: 0,
         gap_received: 0,
@@ -210,9 +219,13 @@ pub fn restart(logs: &[ClientLog], pubs: &[Pub], topics: usize, terms: &[u64]) -
                     Some((_, to)) => {
                         r.connected_expected += 1;
                         if !got {
-                            r.connected_lost += 1;
+                            let before = Duration::from_nanos(to.saturating_sub(p.at_ns));
+                            if before < IN_FLIGHT {
+                                r.lost_in_flight += 1;
+                            } else {
+                                r.lost_earlier += 1;
+                            }
                             if *to != u64::MAX {
-                                let before = Duration::from_nanos(to - p.at_ns);
                                 r.lost_before_term =
                                     Some(r.lost_before_term.map_or(before, |b| b.max(before)));
                             }
