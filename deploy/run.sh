@@ -236,9 +236,12 @@ supervise() {
 start_instances() {
   local n=$1 with_nats=$2 i
   instance_ports=()
-  local args=(--key "$key" --threads 4096 --max-connections-per-ip 0 --log-level "$log_level")
+  # Behind nginx every connection comes from 127.0.0.1: no per-address limit, and room for every
+  # client on one instance (a rolling restart moves a third of them at a time).
+  local args=(--key "$key" --threads 4096 --max-connections-per-ip 0 --log-level "$log_level"
+              --allow-publish 'bench.>')
   if (( with_nats )); then
-    args+=(--nats "nats://127.0.0.1:$nats_port" --allow-publish 'bench.>')
+    args+=(--nats "nats://127.0.0.1:$nats_port")
   fi
   for (( i = 1; i <= n; i++ )); do
     local port
@@ -308,7 +311,10 @@ failed=0
 runs=()
 if [[ ${HYDROGEN_BENCH_LOCAL:-0} != 0 ]]; then runs+=("1:0"); fi
 IFS=, read -r -a counts <<<"${HYDROGEN_BENCH_INSTANCES:-1,3}"
-for n in "${counts[@]}"; do runs+=("$n:1"); done
+for n in "${counts[@]}"; do
+  [[ $n =~ ^[1-9][0-9]?$ ]] || { say "HYDROGEN_BENCH_INSTANCES: '$n' is not an instance count (1-99)"; exit 2; }
+  runs+=("$n:1")
+done
 
 for run in "${runs[@]}"; do
   n=${run%%:*}
