@@ -249,6 +249,38 @@ fn requests_get_the_reply_or_timeout_or_no_responders_with_their_id() {
 }
 
 #[test]
+fn a_client_that_does_not_read_never_slows_the_bus() {
+    let Some(nats) = Nats::start() else { return };
+    let a = start(config(&nats.url(), Permissions::default()));
+    let b = start(config(&nats.url(), Permissions::default()));
+    let _stalled = harness::non_reader(a.local_addr(), "bulk");
+    let mut reader = Client::open(a.local_addr());
+    subscribed(&mut reader, "bulk");
+    // 200 x 64 KiB from the other instance: far more than the stalled client's queue holds.
+    let big = format!("\"{}\"", "x".repeat(64 * 1024));
+    let started = Instant::now();
+    for _ in 0..200 {
+        b.handle().publish("bulk", Message::Text(&big));
+    }
+    for i in 0..200 {
+        let push = reader.next();
+        assert_eq!(push["topic"], "bulk", "push {i}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the reader got everything in {:?}",
+        started.elapsed()
+    );
+    let ha = a.handle();
+    assert!(
+        support::wait_until(Duration::from_secs(3), || ha.stats().evicted >= 1),
+        "the stalled client was evicted"
+    );
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
 fn a_refusal_is_an_error_reply_and_the_connection_stays_open() {
     let Some(nats) = Nats::start() else { return };
     let server = start(config(

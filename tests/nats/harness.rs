@@ -312,3 +312,20 @@ impl Drop for Responder {
         }
     }
 }
+
+/// A client that subscribes to `topic` and then never reads (a small receive buffer, so it fills fast).
+pub fn non_reader(addr: SocketAddr, topic: &str) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect(&addr.into()).expect("connect");
+    let mut raw = RawClient::from_stream(socket.into());
+    raw.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    raw.send_raw(upgrade_request(&format!("Authorization: Key {KEY}\r\n")).as_bytes());
+    assert_eq!(raw.read_response().expect("101").status, 101);
+    let subscribe = serde_json::json!({"type": "subscribe", "topic": topic}).to_string();
+    raw.send_frame(true, OpCode::Text, subscribe.as_bytes());
+    raw.stream
+}
