@@ -19,10 +19,10 @@
 //!  server                                     builds each thread's context, hands out ServerHandle
 //!  runtime (admission, pool, worker, ticker, shutdown)
 //!  http, routes, auth, handler                plain HTTP; path -> application, key, subprotocol, origins
-//!  bus, registry                              broadcast and publish; the live connections
+//!  bus, registry                              broadcast, publish, request (in-process or NATS); the live connections
 //!  conn (Conn, writer, ending)                one connection as every thread sees it
 //!  handle, status, report                     ServerHandle over a narrow trait; status document, metrics
-//!  config, stats, sys                         leaves: settings, counters, every libc call
+//!  config, stats, sys, topic                  leaves: settings, counters, every libc call, topic patterns
 //! ```
 //!
 //! Several applications can share one server, each on its own path: see [`Routes`].
@@ -95,7 +95,7 @@ pub use hydrogen_ws_protocol as protocol;
 pub use report::{BroadcastReport, ShutdownReport};
 pub use routes::{Route, Routes};
 pub use server::{Server, ServerError};
-pub use stats::{Admission, BusSnapshot, BusState, Stats, StatsSnapshot};
+pub use stats::{Admission, BusSnapshot, BusState, BusStats, RequestOutcome, Stats, StatsSnapshot};
 pub use status::StatusDocument;
 pub use topic::Permissions;
 

@@ -122,3 +122,59 @@ impl BusConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_is_in_process_and_valid() {
+        let c = BusConfig::default();
+        assert!(!c.uses_nats());
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn each_rule_names_its_option() {
+        let nats = || BusConfig {
+            nats: vec!["nats://127.0.0.1:4222".into()],
+            ..BusConfig::default()
+        };
+        let option = |c: BusConfig| c.validate().err().map(|e| e.option);
+        assert_eq!(option(nats()), None);
+        let mut c = nats();
+        c.nats.push("nats://a b".into());
+        assert_eq!(option(c), Some("--nats"));
+        for prefix in ["", "a..b", "a.>", "a b"] {
+            let mut c = nats();
+            c.prefix = prefix.into();
+            assert_eq!(option(c), Some("--nats-prefix"), "{prefix:?}");
+        }
+        let mut c = nats();
+        c.request_timeout_max = Duration::ZERO;
+        assert_eq!(option(c), Some("--request-timeout-max"));
+        let c = BusConfig {
+            require_nats: true,
+            ..BusConfig::default()
+        };
+        assert_eq!(option(c), Some("--require-nats"));
+        let c = BusConfig {
+            auth: NatsAuth::Token("t".into()),
+            ..BusConfig::default()
+        };
+        assert_eq!(option(c), Some("--nats"));
+        let mut c = nats();
+        c.auth = NatsAuth::Token(String::new());
+        assert_eq!(option(c), Some("--nats-token"));
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let auth = NatsAuth::UserPassword {
+            user: "ws".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{auth:?}").contains("hunter2"));
+        assert!(!format!("{:?}", NatsAuth::Token("tok3n".into())).contains("tok3n"));
+    }
+}

@@ -351,7 +351,10 @@ mod tests {
 
     /// clap reads the process environment, so each test sets exactly the variables it names (and clears
     /// every other one the command line reads), one test at a time.
-    fn parse_in(env: &[(&str, &str)], args: Vec<String>) -> Result<Command, ConfigError> {
+    pub(super) fn parse_in(
+        env: &[(&str, &str)],
+        args: Vec<String>,
+    ) -> Result<Command, ConfigError> {
         let _one_at_a_time = ENV.lock().unwrap_or_else(|e| e.into_inner());
         // Only this module's tests, serialised by the lock, touch the environment in this test binary.
         for name in env_names() {

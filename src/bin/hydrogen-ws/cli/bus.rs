@@ -144,3 +144,99 @@ impl BusArgs {
         Ok((bus, permissions))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::parse_in;
+    use super::super::Command;
+    use hydrogen_ws::config::{Config, NatsAuth};
+    use hydrogen_ws::topic::Permissions;
+
+    fn run(args: &[&str]) -> Result<Config, &'static str> {
+        let mut all = vec!["--no-auth"];
+        all.extend_from_slice(args);
+        // Through the command line's own test entry, which holds the environment still meanwhile.
+        match parse_in(&[], all.iter().map(|a| a.to_string()).collect()) {
+            Ok(Command::Run(config, _)) => Ok(*config),
+            Ok(_) => Err("not a run"),
+            Err(e) => Err(e.option),
+        }
+    }
+
+    #[test]
+    fn without_nats_the_bus_is_in_process_with_safe_permissions() {
+        let c = run(&[]).expect("defaults");
+        assert!(!c.bus.uses_nats());
+        assert_eq!(c.bus.prefix, "hydrogen");
+        assert_eq!(c.permissions, Permissions::default());
+    }
+
+    #[test]
+    fn the_nats_flags_make_the_bus_and_the_permissions() {
+        let c = run(&[
+            "--nats",
+            "nats://127.0.0.1:4222, nats://127.0.0.1:4223",
+            "--nats-prefix",
+            "cluster.philement",
+            "--nats-user",
+            "ws",
+            "--nats-password",
+            "pw",
+            "--allow-publish",
+            "printer.>,order.*",
+            "--allow-request",
+            "control.home",
+            "--allow-subscribe",
+            "printer.>",
+            "--request-timeout-max",
+            "2s",
+            "--require-nats",
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.bus.nats,
+            ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
+        );
+        assert_eq!(c.bus.prefix, "cluster.philement");
+        assert_eq!(
+            c.bus.auth,
+            NatsAuth::UserPassword {
+                user: "ws".into(),
+                password: "pw".into()
+            }
+        );
+        assert!(c.bus.require_nats);
+        assert_eq!(c.bus.request_timeout_max.as_secs(), 2);
+        assert_eq!(c.permissions.publish, ["printer.>", "order.*"]);
+        assert_eq!(c.permissions.request, ["control.home"]);
+        assert_eq!(c.permissions.subscribe, ["printer.>"]);
+    }
+
+    #[test]
+    fn bad_bus_options_name_themselves() {
+        let nats = ["--nats", "nats://127.0.0.1:4222"];
+        let with = |extra: &[&'static str]| {
+            let mut v = nats.to_vec();
+            v.extend_from_slice(extra);
+            run(&v)
+        };
+        assert_eq!(run(&["--require-nats"]).err(), Some("--require-nats"));
+        assert_eq!(with(&["--nats-user", "u"]).err(), Some("--nats-password"));
+        assert_eq!(with(&["--nats-password", "p"]).err(), Some("--nats-user"));
+        assert_eq!(
+            with(&["--nats-token", "t", "--nats-creds", "/x"]).err(),
+            Some("--nats-token")
+        );
+        assert_eq!(with(&["--nats-prefix", "a.*"]).err(), Some("--nats-prefix"));
+        assert_eq!(with(&["--nats-prefix", ""]).err(), Some("--nats-prefix"));
+        assert_eq!(
+            with(&["--allow-publish", "a b"]).err(),
+            Some("--allow-publish")
+        );
+        assert_eq!(
+            with(&["--request-timeout-max", "0"]).err(),
+            Some("--request-timeout-max")
+        );
+        assert_eq!(run(&["--nats-token", "t"]).err(), Some("--nats"));
+    }
+}
