@@ -42,7 +42,11 @@
 //!    close: 1001 (as read) to subscribed again, and SIGTERM to subscribed again. An event of a
 //!    client's topic published while it was subscribed (from its `subscribed` to its instance's
 //!    SIGTERM) must reach it; events published in its gap (SIGTERM to subscribed again) are counted,
-//!    received or not: nothing replays them.
+//!    received or not: nothing replays them. A lost event counts as *in flight at the SIGTERM* when
+//!    another client received it after that moment (its fan-out was still going on when the
+//!    instance stopped taking messages). The table shows such losses as a missed target; the exit
+//!    status fails on duplicates, order, a close other than 1001, a client not back, a reconnect
+//!    later than 1 s after its 1001, or a loss that is not in flight.
 //!
 //! | env | default | |
 //! |---|---|---|
@@ -426,7 +430,7 @@ fn scenario(k: &Knobs, d: &Deployment) -> Result<bool, String> {
         let restart_ok = within
             && r.not_back == 0
             && r.other_ends.is_empty()
-            && r.lost_earlier == 0
+            && r.lost_unexplained == 0
             && r.duplicates == 0
             && r.out_of_order == 0;
         ok &= restart_ok;
@@ -439,19 +443,21 @@ fn scenario(k: &Knobs, d: &Deployment) -> Result<bool, String> {
         }
         let lost = match r.lost_before_term {
             Some(d) => format!(
-                "{} of {}: {} in flight (< {} ms before the SIGTERM), {} earlier; the oldest {:.2} ms before",
-                r.lost_in_flight + r.lost_earlier,
+                "{} of {}: {} in flight at the SIGTERM, {} unexplained; the oldest published {:.1} ms before it",
+                r.lost_in_flight + r.lost_unexplained,
                 r.connected_expected,
                 r.lost_in_flight,
-                verdict::IN_FLIGHT.as_millis(),
-                r.lost_earlier,
+                r.lost_unexplained,
                 d.as_secs_f64() * 1000.0
             ),
             None => format!("0 of {}", r.connected_expected),
         };
+        // Strictly, an event lost in flight is an event published while the client was connected
+        // and lost to it: the target is missed, and the table says so; the exit status fails only
+        // on what the bus promises (see the header).
         let judged = match (restart_ok, r.lost_in_flight) {
             (true, 0) => "met".to_string(),
-            (true, n) => format!("met but for {n} in flight"),
+            (true, n) => format!("missed by {n} events in flight at a SIGTERM; reconnects met"),
             (false, _) => "MISSED".to_string(),
         };
         let row = format!(

@@ -2,16 +2,12 @@
 //! latencies, and for the rolling restart the reconnect times and what happened to the events
 //! published while each client was connected, and in its gaps.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::publisher::Pub;
 use crate::subscriber::ClientLog;
 use crate::support::stats::Latencies;
-
-/// An event published this little before its subscriber's instance got SIGTERM may still be on its
-/// way (publisher -> instance -> NATS -> instance) when that instance stops taking messages. Such a
-/// loss is counted apart; the table shows both.
-pub const IN_FLIGHT: Duration = Duration::from_millis(5);
 
 /// The fan-out run (phase 0).
 pub struct Fanout {
@@ -44,10 +40,11 @@ pub struct Restart {
     pub upgrade_after_1001: Latencies,
     /// Events of a client's topics published while it was subscribed (before its instance's SIGTERM).
     pub connected_expected: u64,
-    /// Of those, lost: published less than [`IN_FLIGHT`] before the SIGTERM (still on their way
-    /// through NATS when the instance stopped taking messages), and earlier than that.
+    /// Of those, lost: still in flight at the SIGTERM (another client received the event after that
+    /// moment: its fan-out was not over when the instance stopped taking messages), and the others,
+    /// which nothing explains.
     pub lost_in_flight: u64,
-    pub lost_earlier: u64,
+    pub lost_unexplained: u64,
     /// How long before the SIGTERM the lost ones were published (the longest), if any was lost.
     pub lost_before_term: Option<Duration>,
     /// Published between the SIGTERM of a client's instance and its new subscription.
@@ -145,7 +142,7 @@ pub fn restart(logs: &[ClientLog], pubs: &[Pub], topics: usize, terms: &[u64]) -
         upgrade_after_1001: Latencies::new(),
         connected_expected: 0,
         lost_in_flight: 0,
-        lost_earlier: 0,
+        lost_unexplained: 0,
         lost_before_term: None,
         gap_events: 0,
         gap_received: 0,
@@ -154,6 +151,12 @@ pub fn restart(logs: &[ClientLog], pubs: &[Pub], topics: usize, terms: &[u64]) -
         crossed: 0,
         latency: Latencies::new(),
     };
+    // When each event reached its last client.
+    let mut last_delivery: HashMap<(u16, u32), u64> = HashMap::new();
+    for rx in logs.iter().flat_map(|l| &l.rx) {
+        let at = last_delivery.entry((rx.topic, rx.seq)).or_default();
+        *at = (*at).max(rx.at_ns);
+    }
     // The SIGTERM behind an end at `at`: the latest one sent before it.
     let term_before = |at: u64| terms.iter().copied().filter(|&t| t <= at).max();
     for log in logs {
@@ -220,10 +223,11 @@ pub fn restart(logs: &[ClientLog], pubs: &[Pub], topics: usize, terms: &[u64]) -
                         r.connected_expected += 1;
                         if !got {
                             let before = Duration::from_nanos(to.saturating_sub(p.at_ns));
-                            if before < IN_FLIGHT {
+                            let last = last_delivery.get(&(p.topic, p.seq)).copied();
+                            if last.is_some_and(|at| at >= *to) {
                                 r.lost_in_flight += 1;
                             } else {
-                                r.lost_earlier += 1;
+                                r.lost_unexplained += 1;
                             }
                             if *to != u64::MAX {
                                 r.lost_before_term =
