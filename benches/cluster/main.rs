@@ -25,8 +25,9 @@
 //!    each, each subscribed to `TOPICS_PER_CLIENT` of the `TOPICS` topics; pushes come as
 //!    `{"type":"event","topic":...,"data":...}`.
 //! 3. **Barrier**: a NATS subscription takes effect when the instance's SUB reaches the server, after
-//!    the client's `subscribed`. Probe events (`"p":1`) on every topic through every instance, every
-//!    100 ms, until every client has had one from every instance on each of its topics (10 s at most).
+//!    the client's `subscribed`. Probe events (`"p":1`) on every topic through every instance, a
+//!    round at a time (the next after 1 s), until every client has had one from every instance on
+//!    each of its topics (10 s at most); then until no probe has come for 300 ms.
 //! 4. **Fan-out**: `EVENTS` events at `RATE` a second, each on a random topic through a random
 //!    instance. Then every client must have received every event of its topics exactly once, and in
 //!    order per topic and publishing instance: the order the bus promises (NATS orders messages per
@@ -228,6 +229,7 @@ fn scenario(k: &Knobs, d: &Deployment) -> Result<bool, String> {
         stop: AtomicBool::new(false),
         ready: AtomicUsize::new(0),
         delivered: AtomicU64::new(0),
+        probe_receipts: AtomicU64::new(0),
         ends: AtomicU64::new(0),
         probes: (0..k.clients).map(|_| AtomicU64::new(0)).collect(),
         failure: Mutex::new(None),
@@ -288,11 +290,15 @@ fn scenario(k: &Knobs, d: &Deployment) -> Result<bool, String> {
             (1u64 << bits) - 1
         }
     };
+    let all_probed =
+        || (0..k.clients).all(|c| shared.probes[c].load(Ordering::Relaxed) & full(c) == full(c));
     let mut complete = false;
     while started.elapsed() < BARRIER_WITHIN && failure().is_none() {
+        // One round at a time (a round is TOPICS x instances publishes, each to every subscriber
+        // of its topic): rounds sent faster than they are delivered would pile up in front of the
+        // fan-out's first events.
         publisher.probe(k.topics)?;
-        thread::sleep(Duration::from_millis(100));
-        if (0..k.clients).all(|c| shared.probes[c].load(Ordering::Relaxed) & full(c) == full(c)) {
+        if wait_for(Duration::from_secs(1), all_probed) {
             complete = true;
             break;
         }
@@ -307,6 +313,18 @@ fn scenario(k: &Knobs, d: &Deployment) -> Result<bool, String> {
             "{lacking} clients had no probe from every instance within {BARRIER_WITHIN:?}: subscriptions not in effect"
         )));
     }
+    // Let the last probes arrive before the fan-out starts.
+    let mut last = (
+        shared.probe_receipts.load(Ordering::Relaxed),
+        Instant::now(),
+    );
+    wait_for(Duration::from_secs(5), || {
+        let now = shared.probe_receipts.load(Ordering::Relaxed);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        last.1.elapsed() > Duration::from_millis(300)
+    });
     println!(
         "every subscription in effect from every instance after {:.2} s of probes",
         started.elapsed().as_secs_f64()
@@ -408,6 +426,15 @@ fn scenario(k: &Knobs, d: &Deployment) -> Result<bool, String> {
         f.crossed,
         verdict::ms3(&f.latency),
         if fan_ok { "met" } else { "MISSED" }
+    );
+    let seconds: Vec<String> = f
+        .per_second
+        .iter()
+        .map(|l| format!("{:.1}", l.quantile(0.99).as_secs_f64() * 1000.0))
+        .collect();
+    println!(
+        "fan-out latency p99 per second of publishing, ms: {}",
+        seconds.join(" ")
     );
     println!("\n{FANOUT_HEAD}");
     println!("{fan_row}");

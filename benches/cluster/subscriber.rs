@@ -47,6 +47,8 @@ pub struct Shared {
     pub ready: AtomicUsize,
     /// Events received (probes not counted).
     pub delivered: AtomicU64,
+    /// Probe events received.
+    pub probe_receipts: AtomicU64,
     /// Connections that ended (a close frame or not) while the bench was running.
     pub ends: AtomicU64,
     /// Per client, a bit per (topic slot, publishing instance) of which a probe came.
@@ -290,6 +292,7 @@ fn record(v: &Value, log: &mut ClientLog, id: usize, shared: &Shared) {
         return;
     }
     if field("p").is_some() {
+        shared.probe_receipts.fetch_add(1, Ordering::Relaxed);
         let bit = slot * shared.instances + via as usize;
         if bit < 64 {
             shared.probes[id].fetch_or(1 << bit, Ordering::Relaxed);

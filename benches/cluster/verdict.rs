@@ -23,6 +23,9 @@ pub struct Fanout {
     /// (no order is promised between publishers).
     pub crossed: u64,
     pub latency: Latencies,
+    /// The latency per second of publishing (by send time), to tell a passing stall from a steady
+    /// state.
+    pub per_second: Vec<Latencies>,
 }
 
 /// The rolling restart (phase 1).
@@ -100,7 +103,9 @@ pub fn fanout(logs: &[ClientLog], pubs: &[Pub], topics: usize) -> Fanout {
         out_of_order: 0,
         crossed: 0,
         latency: Latencies::new(),
+        per_second: Vec::new(),
     };
+    let first = pubs.iter().find(|p| p.phase == 0).map_or(0, |p| p.at_ns);
     for log in logs {
         for &k in &log.topics {
             let n = counts[k as usize] as usize;
@@ -113,8 +118,13 @@ pub fn fanout(logs: &[ClientLog], pubs: &[Pub], topics: usize) -> Fanout {
                 .filter(|r| r.topic == k && (r.seq as usize) < n)
             {
                 f.delivered += 1;
-                f.latency
-                    .record(Duration::from_nanos(rx.at_ns.saturating_sub(rx.sent_ns)));
+                let latency = Duration::from_nanos(rx.at_ns.saturating_sub(rx.sent_ns));
+                f.latency.record(latency);
+                let second = (rx.sent_ns.saturating_sub(first) / 1_000_000_000) as usize;
+                if f.per_second.len() <= second {
+                    f.per_second.resize_with(second + 1, Latencies::new);
+                }
+                f.per_second[second].record(latency);
                 if std::mem::replace(&mut seen[rx.seq as usize], true) {
                     f.duplicates += 1;
                 }
