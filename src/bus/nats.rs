@@ -438,6 +438,10 @@ impl Link {
                 self.prefix
             ),
         }
+        self.stats.bus.subscriptions.store(
+            u64::try_from(active.len()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         loop {
             self.sync.wake.notified().await;
             let then: Vec<Box<dyn FnOnce() + Send>> = std::mem::take(
