@@ -457,19 +457,8 @@ impl Config {
             terminal.validate(self)?;
         }
         self.bus.validate()?;
-        self.permissions.validate().map_err(|(list, pattern, e)| {
-            ConfigError::new(allow_option(list), format!("'{pattern}': {e}"))
-        })?;
+        bus::validate_permissions(&self.permissions)?;
         Ok(())
-    }
-}
-
-/// The option that sets a permission list.
-fn allow_option(list: &str) -> &'static str {
-    match list {
-        "subscribe" => "--allow-subscribe",
-        "publish" => "--allow-publish",
-        _ => "--allow-request",
     }
 }
 

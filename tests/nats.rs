@@ -281,6 +281,46 @@ fn a_client_that_does_not_read_never_slows_the_bus() {
 }
 
 #[test]
+fn an_instance_subscribes_on_nats_to_what_its_clients_hold_and_no_more() {
+    let Some(nats) = Nats::start() else { return };
+    let a = start(config(&nats.url(), publisher()));
+    let b = start(config(&nats.url(), publisher()));
+    // (The status document is cached for 50 ms: poll it.)
+    let subscriptions = |s: &Server, n: u64| {
+        let h = s.handle();
+        support::wait_until(Duration::from_secs(3), || {
+            h.status_document().bus.subscriptions == n
+        })
+    };
+    // Broadcasts only.
+    assert!(subscriptions(&b, 1));
+    let mut on_b = Client::open(b.local_addr());
+    subscribed(&mut on_b, "printer.temp");
+    subscribed(&mut on_b, "printer.*");
+    let mut also_on_b = Client::open(b.local_addr());
+    subscribed(&mut also_on_b, "printer.*");
+    assert!(subscriptions(&b, 3), "two patterns and broadcasts");
+    // b is not a subscriber of every subject: a request nobody answers fails at once.
+    let mut on_a = Client::open(a.local_addr());
+    let started = Instant::now();
+    let reply = on_a
+        .ask(&json!({"type": "request", "topic": "printer.control.nobody", "timeout_ms": 3000}));
+    assert_eq!(reply["error"], "no_responders", "{reply}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The patterns nobody holds any more are dropped; those still held stay.
+    drop(on_b);
+    assert!(
+        subscriptions(&b, 2),
+        "printer.temp is unsubscribed once its only holder left"
+    );
+    a.handle().publish("printer.temp", Message::Text("7"));
+    assert_eq!(also_on_b.next()["data"], json!(7));
+    assert!(also_on_b.silent_for(QUIET));
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
 fn a_refusal_is_an_error_reply_and_the_connection_stays_open() {
     let Some(nats) = Nats::start() else { return };
     let server = start(config(

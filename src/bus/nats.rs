@@ -182,6 +182,8 @@ fn options(auth: &NatsAuth, stats: Arc<Stats>) -> Result<ConnectOptions, NatsSta
         }
     };
     let ever = Arc::new(AtomicBool::new(false));
+    // While NATS stays away each retry fails the same way: said once, then at debug level.
+    let said = Arc::new(AtomicBool::new(false));
     options = options
         .name("hydrogen-ws")
         .no_echo()
@@ -193,6 +195,7 @@ fn options(auth: &NatsAuth, stats: Arc<Stats>) -> Result<ConnectOptions, NatsSta
         .event_callback(move |event| {
             let stats = Arc::clone(&stats);
             let ever = Arc::clone(&ever);
+            let said = Arc::clone(&said);
             async move {
                 match event {
                     Event::Connected => {
@@ -200,6 +203,7 @@ fn options(auth: &NatsAuth, stats: Arc<Stats>) -> Result<ConnectOptions, NatsSta
                             stats.bus.reconnects.fetch_add(1, Ordering::Relaxed);
                         }
                         stats.bus.set_state(BusState::Connected);
+                        said.store(false, Ordering::SeqCst);
                         info!("bus: connected to NATS");
                     }
                     Event::Disconnected => {
@@ -209,6 +213,12 @@ fn options(auth: &NatsAuth, stats: Arc<Stats>) -> Result<ConnectOptions, NatsSta
                     Event::SlowConsumer(sid) => {
                         stats.bus.dropped.fetch_add(1, Ordering::Relaxed);
                         warn!("bus: NATS subscription {sid} is too slow: messages dropped");
+                    }
+                    Event::ClientError(e) if said.swap(true, Ordering::SeqCst) => {
+                        debug!("bus: NATS client error: {e}");
+                    }
+                    Event::ClientError(e) => {
+                        warn!("bus: NATS client error: {e} (retrying with backoff; said once)");
                     }
                     other => warn!("bus: NATS {other}"),
                 }
@@ -438,6 +448,10 @@ impl Link {
                 self.prefix
             ),
         }
+        self.stats.bus.subscriptions.store(
+            u64::try_from(active.len()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         loop {
             self.sync.wake.notified().await;
             let then: Vec<Box<dyn FnOnce() + Send>> = std::mem::take(

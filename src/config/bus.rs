@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::ConfigError;
-use crate::topic::validate_topic;
+use crate::topic::{validate_topic, Permissions};
 
 /// How the bus authenticates to NATS.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -121,6 +121,18 @@ impl BusConfig {
             _ => Ok(()),
         }
     }
+}
+
+/// Checks every pattern of the main route's permissions; the error names the option that set it.
+pub(super) fn validate_permissions(permissions: &Permissions) -> Result<(), ConfigError> {
+    permissions.validate().map_err(|(list, pattern, e)| {
+        let option = match list {
+            "subscribe" => "--allow-subscribe",
+            "publish" => "--allow-publish",
+            _ => "--allow-request",
+        };
+        ConfigError::new(option, format!("'{pattern}': {e}"))
+    })
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(5000);
 
 /// An error reply of the bus messages: a code in `"error"`, the reason in `"reason"`.
 pub(super) fn failure(kind: &str, id: Option<&Value>, code: &str, reason: &str) -> Value {
+    log::debug!("{kind} {code}: {reason}");
     let mut reply = json!({"type": kind, "error": code, "reason": reason});
     if let (Some(id), Value::Object(map)) = (id, &mut reply) {
         map.insert("id".to_string(), id.clone());

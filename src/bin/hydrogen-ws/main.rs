@@ -87,6 +87,15 @@ fn main() -> ExitCode {
             t.command
         );
     }
+    let bus = if config.bus.uses_nats() {
+        format!(
+            "bus: NATS at {} (subjects {}.*), connecting in the background",
+            config.bus.nats.join(","),
+            config.bus.prefix
+        )
+    } else {
+        "bus: in-process (one instance; --nats to share live updates across instances)".to_string()
+    };
     let routes = routes_for_mode(&config);
     let server = match Server::with_routes(config, routes) {
         Ok(s) => s,
@@ -103,6 +112,7 @@ fn main() -> ExitCode {
         hydrogen_ws::config::format_duration(shutdown_timeout)
     );
 
+    log::info!("{bus}");
     if open {
         log::warn!(
             "no key configured: ANY client may connect ({}). Set --key or WEBSOCKET_KEY to require one.",
