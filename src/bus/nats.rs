@@ -57,6 +57,8 @@ const QUEUE: usize = 4096;
 const MAX_REQUESTS: usize = 1024;
 /// Longest wait for NATS to acknowledge new subscriptions before the clients are told they hold.
 const SYNC_FLUSH: Duration = Duration::from_secs(1);
+/// The subject of that acknowledgement's round trip (outside any prefix; nobody answers there).
+const SYNC_SUBJECT: &str = "_HYDROGEN_WS.sync";
 
 /// What a worker hands the bus thread.
 enum Command {
@@ -503,9 +505,16 @@ impl Link {
                 Ordering::Relaxed,
             );
             if added && self.stats.bus.state() == BusState::Connected {
-                // The server has every SUB before it answers the flush: from here on, a message published
-                // anywhere reaches the new subscribers.
-                let _ = tokio::time::timeout(SYNC_FLUSH, client.flush()).await;
+                // A round trip through the server: it reads a connection's operations in order, so once
+                // it has answered a request sent after the SUBs, it has them, and from here on a message
+                // published anywhere reaches the new subscribers. (A flush would only say that the SUBs
+                // left this socket.) Nobody listens on the subject: the answer is NATS's own "no
+                // responders", at once; any answer, or the bound, ends the wait.
+                let _ = tokio::time::timeout(
+                    SYNC_FLUSH,
+                    client.request(SYNC_SUBJECT, Vec::new().into()),
+                )
+                .await;
             }
             for then in then {
                 then();
