@@ -484,7 +484,10 @@ fn scenario(k: &Knobs, d: &Deployment) -> Result<bool, String> {
         // on what the bus promises (see the header).
         let judged = match (restart_ok, r.lost_in_flight) {
             (true, 0) => "met".to_string(),
-            (true, n) => format!("missed by {n} events in flight at a SIGTERM; reconnects met"),
+            (true, n) => format!(
+                "missed by {n} event{} in flight at a SIGTERM; reconnects met",
+                if n == 1 { "" } else { "s" }
+            ),
             (false, _) => "MISSED".to_string(),
         };
         let row = format!(
