@@ -76,6 +76,8 @@ pub struct Rx {
     pub seq: u32,
     /// The instance it was published through.
     pub via: u8,
+    /// The client's connection it came on (0 for the first, 1 after the first reconnect, ...).
+    pub conn: u16,
     /// When it was published and when it arrived (ns since the epoch).
     pub sent_ns: u64,
     pub at_ns: u64,
@@ -99,6 +101,8 @@ pub struct End {
 /// Everything one client saw.
 pub struct ClientLog {
     pub topics: Vec<u16>,
+    /// Connections opened so far.
+    pub conns: u16,
     pub rx: Vec<Rx>,
     pub sessions: Vec<Session>,
     pub error: Option<String>,
@@ -119,6 +123,7 @@ pub fn spawn(
 fn run(id: usize, topics: Vec<u16>, shared: &Shared) -> ClientLog {
     let mut log = ClientLog {
         topics,
+        conns: 0,
         rx: Vec::new(),
         sessions: Vec::new(),
         error: None,
@@ -143,6 +148,7 @@ fn run(id: usize, topics: Vec<u16>, shared: &Shared) -> ClientLog {
             }
         };
         let Some(wire) = wire.as_mut() else { break };
+        log.conns += 1;
         let upgraded_ns = shared.now_ns();
         let ended = match subscribe(wire, &mut log, id, shared) {
             Ok(()) => {
@@ -308,6 +314,7 @@ fn record(v: &Value, log: &mut ClientLog, id: usize, shared: &Shared) {
         topic,
         seq: seq as u32,
         via: via as u8,
+        conn: log.conns.saturating_sub(1),
         sent_ns: t,
         at_ns,
     });

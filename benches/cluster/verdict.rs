@@ -44,8 +44,9 @@ pub struct Restart {
     /// Events of a client's topics published while it was subscribed (before its instance's SIGTERM).
     pub connected_expected: u64,
     /// Of those, lost: still in flight at the SIGTERM (another client received the event after that
-    /// moment: its fan-out was not over when the instance stopped taking messages), and the others,
-    /// which nothing explains.
+    /// moment: its fan-out was not over when the instance stopped taking messages; or it was
+    /// published less before the SIGTERM than this client's longest wait for an event in the second
+    /// before it), and the others, which nothing explains.
     pub lost_in_flight: u64,
     pub lost_unexplained: u64,
     /// How long before the SIGTERM the lost ones were published (the longest), if any was lost.
@@ -53,9 +54,14 @@ pub struct Restart {
     /// Published between the SIGTERM of a client's instance and its new subscription.
     pub gap_events: u64,
     pub gap_received: u64,
+    /// On one connection: duplicates and order against the bus's promise (must be none).
     pub duplicates: u64,
     pub out_of_order: u64,
     pub crossed: u64,
+    /// After a reconnect: events received again (the old instance delivered them, and the new one,
+    /// later, after the client had subscribed there), and events older than one received before.
+    pub again_after_reconnect: u64,
+    pub older_after_reconnect: u64,
     pub latency: Latencies,
 }
 
@@ -159,6 +165,8 @@ pub fn restart(logs: &[ClientLog], pubs: &[Pub], topics: usize, terms: &[u64]) -
         duplicates: 0,
         out_of_order: 0,
         crossed: 0,
+        again_after_reconnect: 0,
+        older_after_reconnect: 0,
         latency: Latencies::new(),
     };
     // When each event reached its last client.
@@ -205,26 +213,46 @@ pub fn restart(logs: &[ClientLog], pubs: &[Pub], topics: usize, terms: &[u64]) -
         for &k in &log.topics {
             let base = counts[k as usize];
             let of_k: Vec<&&Pub> = phase1.iter().filter(|p| p.topic == k).collect();
-            let mut seen = vec![false; of_k.len()];
+            // The connection each phase-1 event came on first, if it came.
+            let mut seen: Vec<Option<u16>> = vec![None; of_k.len()];
             let mut order = Order::default();
+            let mut conn = 0;
+            let mut newest: Option<u32> = None;
             for rx in log.rx.iter().filter(|rx| rx.topic == k) {
+                if rx.conn != conn {
+                    // A new connection: the bus's order holds per connection.
+                    conn = rx.conn;
+                    order = Order::default();
+                }
                 let (same, crossed) = order.check(rx.seq, rx.via);
                 r.out_of_order += u64::from(same);
                 r.crossed += u64::from(crossed);
-                let Some(i) = rx.seq.checked_sub(base) else {
-                    continue;
+                let slot = rx
+                    .seq
+                    .checked_sub(base)
+                    .and_then(|i| seen.get_mut(i as usize));
+                let in_phase1 = slot.is_some();
+                let again = match slot.and_then(|slot| slot.replace(rx.conn)) {
+                    Some(c) if c == rx.conn => {
+                        r.duplicates += 1;
+                        false
+                    }
+                    Some(_) => true,
+                    None => false,
                 };
-                let Some(slot) = seen.get_mut(i as usize) else {
-                    continue;
-                };
-                if std::mem::replace(slot, true) {
-                    r.duplicates += 1;
+                r.again_after_reconnect += u64::from(again);
+                let older = newest.is_some_and(|n| rx.seq <= n) && !same && !crossed && !again;
+                r.older_after_reconnect += u64::from(older);
+                newest = Some(newest.map_or(rx.seq, |n| n.max(rx.seq)));
+                if in_phase1 {
+                    r.latency
+                        .record(Duration::from_nanos(rx.at_ns.saturating_sub(rx.sent_ns)));
                 }
-                r.latency
-                    .record(Duration::from_nanos(rx.at_ns.saturating_sub(rx.sent_ns)));
             }
             for p in &of_k {
-                let got = seen.get((p.seq - base) as usize).copied().unwrap_or(false);
+                let got = seen
+                    .get((p.seq - base) as usize)
+                    .is_some_and(|c| c.is_some());
                 let within = intervals
                     .iter()
                     .find(|(from, to)| *from <= p.at_ns && p.at_ns < *to);
@@ -234,7 +262,18 @@ pub fn restart(logs: &[ClientLog], pubs: &[Pub], topics: usize, terms: &[u64]) -
                         if !got {
                             let before = Duration::from_nanos(to.saturating_sub(p.at_ns));
                             let last = last_delivery.get(&(p.topic, p.seq)).copied();
-                            if last.is_some_and(|at| at >= *to) {
+                            // The longest this client waited for an event in the second before
+                            // the SIGTERM: its instance's delay then.
+                            let recent = log
+                                .rx
+                                .iter()
+                                .filter(|x| x.at_ns <= *to && x.at_ns + 1_000_000_000 > *to)
+                                .map(|x| x.at_ns.saturating_sub(x.sent_ns))
+                                .max()
+                                .unwrap_or(0);
+                            if last.is_some_and(|at| at >= *to)
+                                || to.saturating_sub(p.at_ns) <= recent
+                            {
                                 r.lost_in_flight += 1;
                             } else {
                                 r.lost_unexplained += 1;
