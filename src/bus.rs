@@ -36,6 +36,10 @@ pub(crate) trait Bus: Send + Sync {
     /// Where the link to other instances stands.
     fn state(&self) -> BusState;
 
+    /// At the start of a shutdown, before the close frames: waits, at most until `until`, for what other
+    /// instances sent before it to reach this instance's clients (nothing to wait for in-process).
+    fn drain(&self, _until: Instant) {}
+
     /// Asks the bus to stop (never waits).
     fn begin_stop(&self) {}
 

@@ -516,3 +516,40 @@ fn get(server: &Server, path: &str) -> (u16, String) {
 fn health(server: &Server) -> u16 {
     get(server, "/health").0
 }
+
+#[test]
+fn what_nats_sent_before_a_shutdown_reaches_the_clients_before_their_1001() {
+    let Some(nats) = Nats::start() else { return };
+    let server = start(config(&nats.url(), publisher()));
+    let mut c = Client::open(server.local_addr());
+    subscribed(&mut c, "printer.temp");
+    // Published elsewhere (into NATS directly, as Hydrogen does) and acknowledged by NATS, so on its
+    // way to the instance when the shutdown begins.
+    let mut outside = RawNats::connect(nats.port);
+    const EVENTS: usize = 500;
+    for n in 0..EVENTS {
+        outside.publish(
+            "hydrogen.printer.temp",
+            json!({ "n": n }).to_string().as_bytes(),
+        );
+    }
+    outside.sync();
+    let report = server.shutdown();
+    assert!(report.completed(), "{report}");
+    let mut got = Vec::new();
+    let code = loop {
+        match c.next_or_close() {
+            Ok(event) => got.push(event["data"]["n"].as_u64()),
+            Err(code) => break code,
+        }
+    };
+    let expected: Vec<Option<u64>> = (0..EVENTS as u64).map(Some).collect();
+    assert_eq!(
+        got.len(),
+        EVENTS,
+        "{} of {EVENTS} events before the close",
+        got.len()
+    );
+    assert_eq!(got, expected);
+    assert_eq!(code, Some(1001));
+}

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use async_nats::{Client, ConnectOptions, Event, ServerAddr};
 use hydrogen_ws_protocol::Message;
 use log::{debug, error, info, warn};
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 use super::{Bus, Delivery, Via};
 use crate::config::{BusConfig, NatsAuth};
@@ -95,12 +95,18 @@ impl std::fmt::Display for NatsStartError {
     }
 }
 
-/// Subscriptions changed: the sync task wakes, and runs these once NATS has them.
+/// Subscriptions changed (or the shutdown asks for a drain): the sync task wakes, and runs these once
+/// NATS has them.
 #[derive(Default)]
 struct Sync {
     wake: Notify,
     then: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
+    /// Shutdowns waiting for what NATS has sent to reach the clients ([`NatsBus::drain`]).
+    drains: Mutex<Vec<std::sync::mpsc::SyncSender<()>>>,
 }
+
+/// What the forwarding tasks watch: a drain's acknowledgement channel, replaced at each drain.
+type DrainSignal = watch::Sender<Option<mpsc::Sender<()>>>;
 
 /// The NATS bus as the rest of the server sees it.
 pub(crate) struct NatsBus {
@@ -141,6 +147,7 @@ impl NatsBus {
             stats: Arc::clone(&stats),
             prefix: config.prefix.clone(),
             sync: Arc::clone(&sync),
+            drain: watch::Sender::new(None),
         };
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -309,6 +316,28 @@ impl Bus for NatsBus {
         self.stats.bus.state()
     }
 
+    fn drain(&self, until: Instant) {
+        if self.stopping.load(Ordering::SeqCst) || self.stats.bus.state() != BusState::Connected {
+            return;
+        }
+        let started = Instant::now();
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        self.sync
+            .drains
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(done);
+        self.sync.wake.notify_one();
+        match wait.recv_timeout(until.saturating_duration_since(started)) {
+            Ok(()) => debug!("bus: drained in {} us", started.elapsed().as_micros()),
+            Err(_) => warn!(
+                "bus: NATS did not answer the drain within {} ms: messages still on their way \
+                 from other instances do not reach this instance's clients",
+                until.saturating_duration_since(started).as_millis()
+            ),
+        }
+    }
+
     fn begin_stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.stop.notify_one();
@@ -340,6 +369,7 @@ struct Link {
     stats: Arc<Stats>,
     prefix: String,
     sync: Arc<Sync>,
+    drain: DrainSignal,
 }
 
 impl Link {
@@ -442,6 +472,7 @@ impl Link {
                     self.stats_and_prefix(),
                     None,
                     sub,
+                    self.drain.subscribe(),
                 ));
                 active.insert(String::new(), handle);
             }
@@ -492,6 +523,7 @@ impl Link {
                             self.stats_and_prefix(),
                             Some(pattern.clone()),
                             sub,
+                            self.drain.subscribe(),
                         ));
                         active.insert(pattern, task);
                         added = true;
@@ -519,6 +551,41 @@ impl Link {
             for then in then {
                 then();
             }
+            let drains = std::mem::take(
+                &mut *self
+                    .sync
+                    .drains
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            if !drains.is_empty() {
+                self.drain(client, &active).await;
+                for done in drains {
+                    let _ = done.try_send(());
+                }
+            }
+        }
+    }
+
+    /// Hands the clients every message NATS sent before the shutdown began: a round trip through the
+    /// server (which answers it behind every message it sent us before), then each forwarding task
+    /// delivers what its subscription holds and says so. The caller bounds the wait.
+    async fn drain(
+        &self,
+        client: &Client,
+        active: &std::collections::BTreeMap<String, tokio::task::JoinHandle<()>>,
+    ) {
+        if self.stats.bus.state() != BusState::Connected {
+            return;
+        }
+        let _ = client.request(SYNC_SUBJECT, Vec::new().into()).await;
+        let live = active.values().filter(|task| !task.is_finished()).count();
+        let (ack, mut acks) = mpsc::channel(live.max(1));
+        self.drain.send_replace(Some(ack));
+        for _ in 0..live {
+            if acks.recv().await.is_none() {
+                break;
+            }
         }
     }
 
@@ -528,18 +595,20 @@ impl Link {
 }
 
 /// Delivers what one subscription receives, in arrival order. `pattern: None` is the broadcast
-/// subscription (every open connection).
+/// subscription (every open connection). On a drain signal it delivers what the subscription already
+/// holds, without waiting for more, and acknowledges.
 async fn forward(
     delivery: Arc<Delivery>,
     (stats, skip): (Arc<Stats>, usize),
     pattern: Option<String>,
     mut sub: async_nats::Subscriber,
+    mut drain: watch::Receiver<Option<mpsc::Sender<()>>>,
 ) {
-    use futures_util::StreamExt;
-    while let Some(message) = sub.next().await {
+    use futures_util::{FutureExt, StreamExt};
+    let relay = |message: &async_nats::Message| {
         if message.reply.is_some() {
             // A request: for its responders, not an event.
-            continue;
+            return;
         }
         stats.bus.messages_in.fetch_add(1, Ordering::Relaxed);
         let payload = &message.payload[..];
@@ -548,10 +617,36 @@ async fn forward(
                 delivery.deliver(None, message_of(payload), Via::Local);
             }
             Some(pattern) => {
-                let Some(topic) = message.subject.get(skip..) else {
+                if let Some(topic) = message.subject.get(skip..) {
+                    delivery.deliver(Some(topic), message_of(payload), Via::Pattern(pattern));
+                }
+            }
+        }
+    };
+    let mut signalled = true;
+    loop {
+        tokio::select! {
+            message = sub.next() => match message {
+                Some(message) => relay(&message),
+                None => break,
+            },
+            changed = drain.changed(), if signalled => {
+                if changed.is_err() {
+                    signalled = false;
                     continue;
-                };
-                delivery.deliver(Some(topic), message_of(payload), Via::Pattern(pattern));
+                }
+                let ack = drain.borrow_and_update().clone();
+                // Outside tokio's cooperative budget, which would otherwise make a ready channel look
+                // empty after 128 messages.
+                tokio::task::unconstrained(async {
+                    while let Some(Some(message)) = sub.next().now_or_never() {
+                        relay(&message);
+                    }
+                })
+                .await;
+                if let Some(ack) = ack {
+                    let _ = ack.try_send(());
+                }
             }
         }
     }

@@ -158,6 +158,18 @@ impl Client {
         }
     }
 
+    /// The next JSON text message, or the code of the close frame that came first (5 s at most).
+    pub fn next_or_close(&mut self) -> Result<Value, Option<u16>> {
+        loop {
+            let f = self.raw.read_frame().expect("a frame within 5 s");
+            match f.opcode {
+                1 => return Ok(serde_json::from_slice(&f.payload).expect("JSON text")),
+                8 => return Err(f.payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]))),
+                _ => {}
+            }
+        }
+    }
+
     /// Sends `json` and returns the next message.
     pub fn ask(&mut self, json: &Value) -> Value {
         self.send(json);
