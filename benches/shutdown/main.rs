@@ -170,7 +170,7 @@ fn measure_point(servers: &[Server], variant: Variant, n: usize, runs: usize) ->
                 Ok(r) => {
                     eprintln!(
                         "{:<5} {:<13} {:>6} conns  run {run}/{runs}: exit {} ms, last close {} ms, \
-                         1001 {}/{n}, server CPU {} ms{}",
+                         1001 {}/{n}, server CPU {} ms{}{}",
                         variant.name(),
                         server.kind.name(),
                         n,
@@ -178,6 +178,10 @@ fn measure_point(servers: &[Server], variant: Variant, n: usize, runs: usize) ->
                         r.last_end.map_or("-".into(), report::fmt_ms),
                         r.counts.going_away,
                         r.cpu.map_or("-".into(), report::fmt_ms),
+                        r.after_report.map_or(String::new(), |d| format!(
+                            ", report -> exit {} ms",
+                            report::fmt_ms(d)
+                        )),
                         if r.echoes > 0 {
                             format!(", {} echoes before the signal", r.echoes)
                         } else {
@@ -292,6 +296,8 @@ struct RunResult {
     /// The server's CPU time (user + system, all threads) from just before the signal to its exit:
     /// less sensitive than the wall-clock times to other load on the machine.
     cpu: Option<Duration>,
+    /// hydrogen-ws: from its report line (the sequence over) to the process reaped.
+    after_report: Option<Duration>,
     /// SIGKILL was needed.
     killed: bool,
     status: Option<ExitStatus>,

@@ -163,8 +163,9 @@ pub fn print_table(points: &[Point], runs: usize, baseline_note: Option<&str>) {
 
     println!();
     println!(
-        "against the floor, medians (range) of the runs: exit, the last client's close, and the server's CPU \
-         time from the signal to its exit (the CPU time moves less with other load on the machine):"
+        "against the floor, medians (range) of the runs: exit, the last client's close, the server's CPU \
+         time from the signal to its exit (it moves less with other load on the machine), and the process's \
+         own exit (from its report line, the sequence over, to reaped):"
     );
     for p in points
         .iter()
@@ -194,7 +195,7 @@ pub fn print_table(points: &[Point], runs: usize, baseline_note: Option<&str>) {
         let floor_exit = spread(floor, &exit);
         println!(
             "  {:<5} {:>6} {:<11} exit {:>22} ms = {:>5} floor's; last close {:>22} ms = {:>5} floor's exit; \
-             CPU {:>22} ms = {:>5} floor's",
+             CPU {:>22} ms = {:>5} floor's; report line -> exit {} ms",
             p.variant.name(),
             p.conns,
             p.kind.name(),
@@ -204,6 +205,7 @@ pub fn print_table(points: &[Point], runs: usize, baseline_note: Option<&str>) {
             ratio(spread(p, &last), floor_exit),
             show(spread(p, &cpu)),
             ratio(spread(p, &cpu), spread(floor, &cpu)),
+            show(spread(p, &|r: &RunResult| r.after_report.map(ms))),
         );
     }
 
