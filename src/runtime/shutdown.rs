@@ -8,7 +8,8 @@
 //!                          a non-blocking send, its FIN in the same segment (a worker awake anyway
 //!                          writes its own client's frame the same way, in parallel)
 //!   3. answers             clients answer with their close frame; their workers see it, close once
-//!                          everything is acknowledged, and park (a short, bounded wait)
+//!                          everything is acknowledged, and park (in the binary: end their thread)
+//!                          (a short, bounded wait)
 //!   4. wake                shutdown(Both) on every socket still open: every worker still blocked in
 //!                          read() wakes, waits (bounded) for its frame to be acknowledged, and closes
 //!   5. join                until the registry is empty or the deadline
