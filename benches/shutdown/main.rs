@@ -6,6 +6,8 @@
 //! - **exit**: signal -> the server process has exited (reaped);
 //! - **last close**: signal -> the last client saw the end of its connection (the close frame, or the
 //!   EOF / reset when no close frame came);
+//! - **server CPU**: the server's CPU time (all threads, user + system) from just before the signal
+//!   to its exit (`wait4`), which other load on the machine disturbs less than the two times above;
 //! - **outcomes**: per client, close frame with 1001 / close frame with another code / bare EOF /
 //!   reset / other error / nothing before the timeout.
 //!
@@ -168,13 +170,18 @@ fn measure_point(servers: &[Server], variant: Variant, n: usize, runs: usize) ->
                 Ok(r) => {
                     eprintln!(
                         "{:<5} {:<13} {:>6} conns  run {run}/{runs}: exit {} ms, last close {} ms, \
-                         1001 {}/{n}{}",
+                         1001 {}/{n}, server CPU {} ms{}{}",
                         variant.name(),
                         server.kind.name(),
                         n,
                         report::fmt_ms(r.exit),
                         r.last_end.map_or("-".into(), report::fmt_ms),
                         r.counts.going_away,
+                        r.cpu.map_or("-".into(), report::fmt_ms),
+                        r.after_report.map_or(String::new(), |d| format!(
+                            ", report -> exit {} ms",
+                            report::fmt_ms(d)
+                        )),
                         if r.echoes > 0 {
                             format!(", {} echoes before the signal", r.echoes)
                         } else {
@@ -286,6 +293,11 @@ impl Counts {
 struct RunResult {
     /// Signal -> reaped.
     exit: Duration,
+    /// The server's CPU time (user + system, all threads) from just before the signal to its exit:
+    /// less sensitive than the wall-clock times to other load on the machine.
+    cpu: Option<Duration>,
+    /// hydrogen-ws: from its report line (the sequence over) to the process reaped.
+    after_report: Option<Duration>,
     /// SIGKILL was needed.
     killed: bool,
     status: Option<ExitStatus>,

@@ -162,6 +162,54 @@ pub fn print_table(points: &[Point], runs: usize, baseline_note: Option<&str>) {
     }
 
     println!();
+    println!(
+        "against the floor, medians (range) of the runs: exit, the last client's close, the server's CPU \
+         time from the signal to its exit (it moves less with other load on the machine), and the process's \
+         own exit (from its report line, the sequence over, to reaped):"
+    );
+    for p in points
+        .iter()
+        .filter(|p| matches!(p.kind, Kind::Hydrogen | Kind::Compare))
+    {
+        let Some(floor) = points
+            .iter()
+            .find(|b| b.kind == Kind::Floor && b.variant == p.variant && b.conns == p.conns)
+        else {
+            continue;
+        };
+        let spread = |pt: &Point, f: &dyn Fn(&RunResult) -> Option<f64>| {
+            Spread::of(pt.results.iter().filter_map(f))
+        };
+        let exit = |r: &RunResult| Some(ms(r.exit));
+        let last = |r: &RunResult| r.last_end.map(ms);
+        let cpu = |r: &RunResult| r.cpu.map(ms);
+        let show = |s: Option<Spread>| {
+            s.map_or("-".into(), |s| {
+                format!("{} ({}-{})", fmt_f(s.med), fmt_f(s.min), fmt_f(s.max))
+            })
+        };
+        let ratio = |a: Option<Spread>, b: Option<Spread>| match (a, b) {
+            (Some(a), Some(b)) if b.med > 0.0 => format!("{:.2}x", a.med / b.med),
+            _ => "-".into(),
+        };
+        let floor_exit = spread(floor, &exit);
+        println!(
+            "  {:<5} {:>6} {:<11} exit {:>22} ms = {:>5} floor's; last close {:>22} ms = {:>5} floor's exit; \
+             CPU {:>22} ms = {:>5} floor's; report line -> exit {} ms",
+            p.variant.name(),
+            p.conns,
+            p.kind.name(),
+            show(spread(p, &exit)),
+            ratio(spread(p, &exit), floor_exit),
+            show(spread(p, &last)),
+            ratio(spread(p, &last), floor_exit),
+            show(spread(p, &cpu)),
+            ratio(spread(p, &cpu), spread(floor, &cpu)),
+            show(spread(p, &|r: &RunResult| r.after_report.map(ms))),
+        );
+    }
+
+    println!();
     println!("hydrogen-ws's own report, last run of each point (and its slowest run, if another):");
     let report = |r: &RunResult| {
         let line = r.report.as_deref().unwrap_or("(no report line)");

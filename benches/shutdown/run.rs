@@ -87,6 +87,8 @@ pub fn run_once(server: &Server, variant: Variant, n: usize) -> Result<RunResult
         eprintln!("{WHO}: SIGTERM in {ms} ms");
         thread::sleep(Duration::from_millis(ms));
     }
+    // The server's CPU time so far, to tell what the shutdown itself costs it.
+    let cpu_before = running.process.cpu_now();
     // The signal.
     let signal_at = Instant::now();
     let _ = shared.signal_at.set(signal_at);
@@ -141,8 +143,16 @@ pub fn run_once(server: &Server, variant: Variant, n: usize) -> Result<RunResult
         }
         // The client sockets close here, at the end of the point.
     }
-    let report = running.report();
+    let (report, report_at) = running.report().unzip();
+    // From the report line (the sequence was over) to the process reaped: the process's own exit.
+    let after_report = report_at.map(|at| exit_at.saturating_duration_since(at));
+    let cpu = match (cpu_before, running.process.cpu_total()) {
+        (Some(before), Some(total)) => Some(total.saturating_sub(before)),
+        _ => None,
+    };
     Ok(RunResult {
+        cpu,
+        after_report,
         exit: exit_at.saturating_duration_since(signal_at),
         killed,
         status,

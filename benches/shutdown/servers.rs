@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::floor;
 use crate::support::server::{self, ServerProcess};
@@ -108,14 +108,14 @@ pub fn build_lws() -> Result<Option<PathBuf>, String> {
 #[derive(Default)]
 struct StderrLog {
     tail: VecDeque<String>,
-    /// hydrogen-ws's own shutdown report line.
-    report: Option<String>,
+    /// hydrogen-ws's own shutdown report line, and when it was read (the sequence was over).
+    report: Option<(String, Instant)>,
 }
 
 impl StderrLog {
     fn push(&mut self, line: &str) {
         if line.contains("INFO  shutdown: connections=") {
-            self.report = Some(line.to_string());
+            self.report = Some((line.to_string(), Instant::now()));
         }
         if self.tail.len() == STDERR_TAIL {
             self.tail.pop_front();
@@ -173,8 +173,9 @@ impl Running {
         }
     }
 
-    /// The shutdown report line, once the process has exited and its stderr is drained.
-    pub fn report(&mut self) -> Option<String> {
+    /// The shutdown report line and when it was read, once the process has exited and its stderr is
+    /// drained.
+    pub fn report(&mut self) -> Option<(String, Instant)> {
         self.process.drain_stderr();
         let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         log.report.clone()

@@ -100,7 +100,29 @@ pub struct ServerProcess {
     addr: SocketAddr,
     exited: Receiver<Exit>,
     exit: Option<Exit>,
+    /// The CPU time (user + system) of all its threads over its whole life, sent by the reaper.
+    cpu: Receiver<Option<Duration>>,
     stderr: Option<thread::JoinHandle<()>>,
+}
+
+/// Waits for `child` with `wait4`, which also returns the CPU time of all its threads.
+fn reap(child: &mut std::process::Child) -> (Option<ExitStatus>, Option<Duration>) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: wait4 on our own child, with pointers to a live c_int and a live rusage.
+        let rc = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+        if rc >= 0 {
+            let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+            let cpu = Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime));
+            return (Some(ExitStatus::from_raw(status)), Some(cpu));
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return (child.wait().ok(), None);
+        }
+    }
 }
 
 impl ServerProcess {
@@ -121,9 +143,11 @@ impl ServerProcess {
         let pid = child.id();
         let stderr = child.stderr.take();
         let (exit_tx, exited) = mpsc::channel();
+        let (cpu_tx, cpu_rx) = mpsc::channel();
         thread::spawn(move || {
-            let status = child.wait();
-            let _ = exit_tx.send((Instant::now(), status.ok()));
+            let (status, cpu) = reap(&mut child);
+            let _ = exit_tx.send((Instant::now(), status));
+            let _ = cpu_tx.send(cpu);
         });
         let (ready_tx, ready_rx) = mpsc::channel::<String>();
         let stderr = stderr.map(|stderr| {
@@ -147,6 +171,7 @@ impl ServerProcess {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             exited,
             exit: None,
+            cpu: cpu_rx,
             stderr,
         };
         let addr = match ready_rx.recv_timeout(ready_within) {
@@ -193,6 +218,33 @@ impl ServerProcess {
             return Err(format!("kill: {}", std::io::Error::last_os_error()));
         }
         Ok(())
+    }
+
+    /// The CPU time its threads have used so far, from the process's CPU clock (nanoseconds; reading
+    /// `/proc/PID/task/*` instead would leave a dentry per thread that its exit must then drop).
+    pub fn cpu_now(&self) -> Option<Duration> {
+        let mut clock: libc::clockid_t = 0;
+        // SAFETY: clock_getcpuclockid only writes the clock id through the pointer to a live local.
+        if unsafe { libc::clock_getcpuclockid(self.pid as libc::pid_t, &mut clock) } != 0 {
+            return None;
+        }
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime only writes the timespec through the pointer to a live local.
+        if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+            return None;
+        }
+        Some(Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
+    }
+
+    /// After the exit: the CPU time of its whole life (`None`: not known).
+    pub fn cpu_total(&mut self) -> Option<Duration> {
+        if !self.has_exited() {
+            return None;
+        }
+        self.cpu.recv_timeout(GRACE).ok().flatten()
     }
 
     /// Waits up to `within` for the process to exit; the moment it was reaped and its status.

@@ -52,7 +52,8 @@ pub(crate) fn work(ctx: &WorkerContext, job: Job, slot: usize) -> AfterJob {
     if ctx.shutdown.started() {
         // Park rather than go back to the channel, whose receive spins (yielding) before it sleeps: a
         // thousand workers doing that at once would steal the CPU the shutdown needs. Parked workers
-        // die with the process, or leave when a library user's Server::shutdown releases them.
+        // die with the process (in the binary, they end their thread at once: see the pool), or leave
+        // when a library user's Server::shutdown releases them.
         AfterJob::Park
     } else {
         AfterJob::Continue
