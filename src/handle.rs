@@ -33,8 +33,6 @@ pub(crate) trait Control: Send + Sync {
     /// The Prometheus text exposition.
     fn metrics(&self) -> String;
     fn shutdown(&self) -> ShutdownReport;
-    /// [`Control::shutdown`] in a process that exits right after it.
-    fn shutdown_before_exit(&self) -> ShutdownReport;
     fn is_shutting_down(&self) -> bool;
     fn local_addr(&self) -> SocketAddr;
     fn connections(&self) -> usize;
@@ -159,19 +157,6 @@ impl ServerHandle {
     /// report.
     pub fn shutdown(&self) -> ShutdownReport {
         self.control.shutdown()
-    }
-
-    /// [`ServerHandle::shutdown`] for a process that exits as soon as it returns (the binary does, on
-    /// a signal): each worker ends its thread as soon as its connection is closed, without the usual
-    /// clean-up of an ending thread (its stack and what it owns are left to the process's exit). The
-    /// threads are then gone while the sequence still writes to other clients, instead of being torn
-    /// down by the exit afterwards: about a fifth less CPU time for the shutdown at 1,000 and 10,000
-    /// connections (README, Shutdown).
-    ///
-    /// After it, exit the process: the server cannot wait for those threads, and a later
-    /// [`crate::Server::shutdown`] does not join its workers.
-    pub fn shutdown_before_exit(&self) -> ShutdownReport {
-        self.control.shutdown_before_exit()
     }
 
     /// Whether a shutdown has started.

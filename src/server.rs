@@ -190,12 +190,6 @@ impl Control for Inner {
         report
     }
 
-    fn shutdown_before_exit(&self) -> ShutdownReport {
-        // Before the sequence starts, so that every worker it ends sees it.
-        self.pool.end_workers_at_shutdown();
-        self.shutdown()
-    }
-
     fn is_shutting_down(&self) -> bool {
         self.shutdown.state.started()
     }

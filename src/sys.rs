@@ -52,34 +52,6 @@ pub(crate) fn send_queue_len(_socket: &Socket) -> io::Result<usize> {
     Ok(0)
 }
 
-/// Ends the calling thread at once with the `exit` system call (not `pthread_exit`): nothing is unwound,
-/// no destructor or thread-local clean-up runs, and the thread's stack and whatever it owns stay where
-/// they are until the process exits. For a worker whose connection is closed, in a process about to
-/// exit: it skips the clean-up glibc and Rust do for an ending thread (four system calls, two of which,
-/// `madvise` of the stack and `munmap` of the signal stack, flush the TLB of every core running the
-/// process), and the thread no longer has to be woken and torn down by the process's exit.
-///
-/// The thread must hold no lock, and nobody may join it: the kernel clears its thread id (so
-/// `pthread_join` would return), but Rust's join would find the thread's result missing.
-#[cfg(target_os = "linux")]
-pub(crate) fn end_thread_now() -> ! {
-    loop {
-        // SAFETY: SYS_exit ends only the calling thread and takes no pointer. As nothing is unwound or
-        // freed, everything the thread owns (its stack included) stays valid, leaked, for any thread
-        // that could still refer to it; the caller holds no lock (see above). The loop only satisfies
-        // the type: the call does not return.
-        unsafe { libc::syscall(libc::SYS_exit, 0) };
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn end_thread_now() -> ! {
-    // Elsewhere the thread just sleeps until the process exits.
-    loop {
-        std::thread::park();
-    }
-}
-
 /// Holds connections that have sent nothing in the kernel (Linux `TCP_DEFER_ACCEPT`) for up to `secs`
 /// seconds: `accept` returns them only once their first data has arrived.
 #[cfg(target_os = "linux")]
@@ -246,43 +218,5 @@ mod tests {
             .iter()
             .flatten()
             .all(|b| b.len() == BLOCK && b[0] == b[BLOCK - 1]));
-    }
-}
-
-#[cfg(all(test, target_os = "linux"))]
-mod end_thread_tests {
-    use std::sync::{mpsc, Arc};
-    use std::time::{Duration, Instant};
-
-    #[test]
-    fn end_thread_now_ends_only_the_calling_thread_and_leaves_what_it_owns_alone() {
-        let shared = Arc::new(vec![1u8; 1024]);
-        let (tx, rx) = mpsc::channel();
-        let theirs = Arc::clone(&shared);
-        let handle = std::thread::spawn(move || {
-            // SAFETY: gettid takes no arguments and cannot fail.
-            let tid = unsafe { libc::syscall(libc::SYS_gettid) };
-            let _ = tx.send(tid);
-            let _kept = theirs;
-            super::end_thread_now();
-        });
-        let tid = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the thread ran");
-        let task = format!("/proc/self/task/{tid}");
-        let until = Instant::now() + Duration::from_secs(10);
-        while std::path::Path::new(&task).exists() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert!(
-            !std::path::Path::new(&task).exists(),
-            "thread {tid} still runs"
-        );
-        // Nothing it owned was dropped: its clone of the Arc is leaked, not released.
-        assert_eq!(Arc::strong_count(&shared), 2);
-        assert_eq!(shared[1023], 1);
-        // It cannot be joined (its result never comes); the handle is only let go.
-        assert!(!handle.is_finished());
-        std::mem::forget(handle);
     }
 }

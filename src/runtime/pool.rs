@@ -11,12 +11,9 @@
 //! server that keeps only the threads it needs stops faster: 256 idle threads alone added 4-5 ms to the exit
 //! on the machines the benchmarks ran on.
 //!
-//! At shutdown, idle workers are not woken: they stay parked in the channel and die with the process.
-//! A worker whose connection ends during the shutdown parks too; a library user's `Server::shutdown`
-//! releases them ([`Pool::release_workers`]) and joins them. In a process about to exit
-//! ([`Pool::end_workers_at_shutdown`]) it ends its thread at once instead, without the usual clean-up
-//! ([`sys::end_thread_now`]): its thread is then gone while the sequence is still writing to other
-//! clients, rather than woken and torn down by the process's exit afterwards.
+//! At shutdown, idle workers are not woken: they stay parked in the channel and die with the process,
+//! which is cheaper for the kernel than threads that leave one by one. A library user's
+//! `Server::shutdown` releases them ([`Pool::release_workers`]) and joins them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -24,8 +21,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-
-use crate::sys;
 
 /// Workers started with the server and never retired (at most the capacity).
 pub(crate) const SPARES: usize = 4;
@@ -104,8 +99,6 @@ pub(crate) struct Pool<Job: Send + 'static> {
     handles: Mutex<Vec<JoinHandle<()>>>,
     /// Set by [`Pool::release_workers`]: parked workers may leave.
     released: AtomicBool,
-    /// Set by [`Pool::end_workers_at_shutdown`]: a worker done during the shutdown ends its thread.
-    end_at_shutdown: AtomicBool,
 }
 
 /// Locks `m`, going on with its data if a thread panicked while holding it.
@@ -130,7 +123,6 @@ impl<Job: Send + 'static> Pool<Job> {
             free_slots: Mutex::new((0..capacity).rev().collect()),
             handles: Mutex::new(Vec::new()),
             released: AtomicBool::new(false),
-            end_at_shutdown: AtomicBool::new(false),
         }
     }
 
@@ -199,8 +191,7 @@ impl<Job: Send + 'static> Pool<Job> {
     }
 
     /// Lets idle workers leave (they are parked in the channel until now) and waits, until `deadline`,
-    /// for every worker thread to end (not after [`Pool::end_workers_at_shutdown`]: threads that ended
-    /// that way cannot be joined, and the process is exiting).
+    /// for every worker thread to end.
     pub(crate) fn release_workers(&self, deadline: Instant) {
         self.released.store(true, Ordering::SeqCst);
         drop(lock(&self.jobs_tx).take());
@@ -208,17 +199,7 @@ impl<Job: Send + 'static> Pool<Job> {
         for t in &handles {
             t.thread().unpark();
         }
-        if self.end_at_shutdown.load(Ordering::SeqCst) {
-            return;
-        }
         join_until(handles, deadline);
-    }
-
-    /// For a process that exits right after the shutdown: from now on, a worker whose job ends during
-    /// the shutdown ends its thread at once, without clean-up ([`sys::end_thread_now`]), instead of
-    /// parking until the process exits. Such threads are never joined.
-    pub(crate) fn end_workers_at_shutdown(&self) {
-        self.end_at_shutdown.store(true, Ordering::SeqCst);
     }
 
     /// Applies `f` to the counts atomically; returns the counts before, or `None` when `f` declined.
@@ -318,13 +299,6 @@ fn worker<Job: Send + 'static>(pool: &Pool<Job>, mut slot: usize) {
         let after = (pool.work)(job, slot);
         pool.release();
         if after == AfterJob::Park {
-            if pool.end_at_shutdown.load(Ordering::SeqCst) {
-                // The process exits once the shutdown is over, and this thread holds nothing left to
-                // flush or close (the job is done, its connection closed; no lock is held here): end
-                // it now, while the sequence still works for other clients, rather than have the
-                // process's exit wake it and tear it down afterwards.
-                sys::end_thread_now();
-            }
             // Park rather than go back to the channel, whose receive spins (yielding) before it sleeps:
             // a thousand workers doing that at once would steal the CPU the shutdown needs. Parked
             // workers die with the process, or leave when a library user's Server::shutdown releases them.

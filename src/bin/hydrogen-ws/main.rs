@@ -124,8 +124,7 @@ fn main() -> ExitCode {
     }
     // Whatever happens from here, the process is gone shortly after the deadline.
     watchdog.arm(shutdown_timeout + std::time::Duration::from_millis(100));
-    // Workers end their threads as their connections close, while the sequence goes on.
-    let report = server.handle().shutdown_before_exit();
+    let report = server.handle().shutdown();
     // Exit without joining idle workers or running destructors: every connection is already closed.
     std::process::exit(if report.completed() { 0 } else { 1 });
 }
