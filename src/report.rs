@@ -22,6 +22,9 @@ pub struct ShutdownReport {
     pub forced_ids: Vec<u64>,
     /// Connections whose worker had not finished when the deadline passed.
     pub unfinished: usize,
+    /// Before the sequence, the bus's drain (with NATS: what other instances sent reaches the clients
+    /// first), in microseconds; 0 on the in-process bus.
+    pub bus_drain_us: u64,
     /// Phase 1, stop accepting, in microseconds.
     pub stop_accept_us: u64,
     /// Phase 2a, writing the close frames, in microseconds.
@@ -53,7 +56,7 @@ impl fmt::Display for ShutdownReport {
             f,
             "shutdown: connections={} handshaking={} close_frames={} already_closing={} answered={} \
              forced={} unfinished={} stop_accept_us={} close_frames_us={} answers_us={} wake_us={} \
-             join_us={} total_us={} terminals={} terminals_left={}",
+             join_us={} total_us={} terminals={} terminals_left={} bus_drain_us={}",
             self.connections,
             self.handshaking,
             self.close_frames,
@@ -68,7 +71,8 @@ impl fmt::Display for ShutdownReport {
             self.join_us,
             self.total_us,
             self.terminals,
-            self.terminals_left
+            self.terminals_left,
+            self.bus_drain_us
         )
     }
 }

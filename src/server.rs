@@ -138,7 +138,7 @@ impl Inner {
         self.bus
             .drain(start + (timeout / 10).min(Duration::from_millis(100)));
         self.bus.begin_stop();
-        let report = shutdown::run(&self.shutdown);
+        let report = shutdown::run(&self.shutdown, start);
         self.bus.finish_stop(start + timeout);
         report
     }

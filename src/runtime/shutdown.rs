@@ -89,8 +89,9 @@ fn answer_grace(timeout: Duration) -> Duration {
     (timeout / 10).min(Duration::from_millis(50))
 }
 
-/// Runs the shutdown sequence once; later and concurrent callers get the same report.
-pub(crate) fn run(ctx: &ShutdownContext) -> ShutdownReport {
+/// Runs the shutdown sequence once; later and concurrent callers get the same report. `started` is when
+/// the shutdown began (the bus may have drained since): the deadline counts from there.
+pub(crate) fn run(ctx: &ShutdownContext, started: Instant) -> ShutdownReport {
     let state = &ctx.state;
     if state.started.swap(true, Ordering::SeqCst) {
         let mut report = state.report.lock().unwrap_or_else(PoisonError::into_inner);
@@ -102,7 +103,8 @@ pub(crate) fn run(ctx: &ShutdownContext) -> ShutdownReport {
         }
         return report.clone().unwrap_or_default();
     }
-    let t0 = Instant::now();
+    let t0 = started;
+    let t_run = Instant::now();
     // Called from a handler, the caller's own connection stays registered until the handler returns:
     // the waits below leave it out (it has its 1001 like everyone else).
     let own = usize::from(conn::serving_here());
@@ -198,7 +200,8 @@ pub(crate) fn run(ctx: &ShutdownContext) -> ShutdownReport {
     report.answered = state.answered.load(Ordering::SeqCst);
     report.terminals = terminals;
     report.terminals_left = ctx.stats.terminals_open.load(Ordering::Relaxed);
-    report.stop_accept_us = micros(t1 - t0);
+    report.bus_drain_us = micros(t_run - t0);
+    report.stop_accept_us = micros(t1 - t_run);
     report.close_frames_us = micros(t_frames - t1);
     report.answers_us = micros(t_answers - t_frames);
     report.wake_us = micros(t2 - t_answers);
