@@ -84,7 +84,7 @@ mod server;
 mod apps;
 
 pub use apps::{routes_for_mode, Echo, Hydrogen, Terminal};
-pub use config::{Config, ConfigError, Heartbeat, Limits, Mode, TerminalConfig};
+pub use config::{Config, ConfigError, Deflate, Heartbeat, Limits, Mode, TerminalConfig};
 pub use conn::{Conn, Ending, SendError};
 pub use handle::ServerHandle;
 pub use handler::Handler;

@@ -15,8 +15,10 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use crate::logger::Level;
 use hydrogen_ws::config::{Config, ConfigError, Mode};
 
+mod deflate;
 mod terminal;
 mod values;
+use deflate::DeflateArgs;
 use terminal::{TerminalArgs, WEBSOCKET_TERMINAL_KEY};
 use values::{backlog, level, listen, mode, switch, whole_number, Origins, Size, Time};
 
@@ -134,6 +136,8 @@ struct Args {
           default_value_t = Time(Config::default().shutdown_timeout))]
     shutdown_timeout: Time,
     #[command(flatten)]
+    deflate: DeflateArgs,
+    #[command(flatten)]
     terminal: TerminalArgs,
     /// off, error, warn, info or debug
     #[arg(long, env = "HYDROGEN_WS_LOG_LEVEL", value_name = "LEVEL", value_parser = level,
@@ -207,6 +211,7 @@ impl Args {
             backlog: self.backlog,
             shutdown_timeout: self.shutdown_timeout.0,
             terminal,
+            deflate: self.deflate.into_config(),
             ..Config::default()
         };
         let l = &mut config.limits;
