@@ -52,7 +52,17 @@ pub fn connect_from(addr: SocketAddr, from: IpAddr) -> Result<Opened, String> {
 
 /// The upgrade request for `/` on a connected `stream` (to `addr`), and a 101 with the right accept
 /// value.
-pub fn upgrade(mut stream: TcpStream, addr: SocketAddr) -> Result<Opened, String> {
+pub fn upgrade(stream: TcpStream, addr: SocketAddr) -> Result<Opened, String> {
+    upgrade_with(stream, addr, "").map(|(opened, _)| opened)
+}
+
+/// [`upgrade`] with `extra` header lines (each ending in CRLF) in the request; also returns the
+/// response head.
+pub fn upgrade_with(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    extra: &str,
+) -> Result<(Opened, String), String> {
     let io = |e: io::Error| e.to_string();
     stream.set_nodelay(true).map_err(io)?;
     stream
@@ -61,8 +71,10 @@ pub fn upgrade(mut stream: TcpStream, addr: SocketAddr) -> Result<Opened, String
     stream
         .set_write_timeout(Some(HANDSHAKE_TIMEOUT))
         .map_err(io)?;
+    let mut req = request(&addr.to_string(), "/");
+    req.insert_str(req.len() - 2, extra);
     stream
-        .write_all(request(&addr.to_string(), "/").as_bytes())
+        .write_all(req.as_bytes())
         .map_err(|e| format!("sending the upgrade request: {e}"))?;
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut buf = Vec::with_capacity(512);
@@ -101,7 +113,8 @@ pub fn upgrade(mut stream: TcpStream, addr: SocketAddr) -> Result<Opened, String
     }
     stream.set_read_timeout(None).map_err(io)?;
     stream.set_write_timeout(None).map_err(io)?;
-    Ok((stream, buf[head_end..].to_vec()))
+    let head = head.into_owned();
+    Ok(((stream, buf[head_end..].to_vec()), head))
 }
 
 /// Opens `n` connections with [`connect`] from a few threads; in order, every one upgraded.

@@ -81,6 +81,12 @@ impl Deflater {
         if out[start..].ends_with(&TAIL) {
             out.truncate(out.len() - TAIL.len());
         }
+        if out.len() == start {
+            // Nothing came out: an empty message right after a flush (zlib has nothing to add). An
+            // empty payload would not inflate (the receiver's tail alone is no block), so send what
+            // RFC 7692 section 7.2.3.6 gives for an empty message: one empty block, 0x00.
+            out.push(0x00);
+        }
         if self.no_context_takeover {
             c.reset();
         }
@@ -138,6 +144,11 @@ impl Inflater {
         out: &mut Vec<u8>,
         max: usize,
     ) -> Result<(), ExtensionError> {
+        if payload.is_empty() {
+            // Not a DEFLATE block (an empty message compresses to 0x00), but some senders strip a
+            // flush that produced only the tail: an empty message, and the context is untouched.
+            return Ok(());
+        }
         let bits = self.window_bits;
         let d = self
             .state
@@ -291,6 +302,25 @@ mod tests {
             .decompress(&wire, &mut out, zeros.len())
             .unwrap();
         assert_eq!(out.len(), zeros.len());
+    }
+
+    #[test]
+    fn an_empty_message_after_another_is_one_empty_block() {
+        // Found by the inflate fuzz target: with context takeover, "" right after a message made no
+        // output at all, and the receiver's tail alone left its inflater inside a block.
+        let mut d = Deflater::new(15, false, 6);
+        let mut i = Inflater::new(15, false);
+        for m in [&b"hello"[..], b"", b"", b"again hello"] {
+            let mut wire = Vec::new();
+            d.compress(m, &mut wire).unwrap();
+            assert!(!wire.is_empty());
+            let mut back = Vec::new();
+            i.decompress(&wire, &mut back, 100).unwrap();
+            assert_eq!(back, m);
+        }
+        let mut back = Vec::new();
+        i.decompress(b"", &mut back, 100).unwrap();
+        assert!(back.is_empty());
     }
 
     #[test]
