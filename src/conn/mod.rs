@@ -22,7 +22,7 @@ use crate::handle::{Control, ServerHandle};
 use crate::stats::Stats;
 use log::error;
 
-pub(crate) use deflate::{ConnDeflate, DeflatePool, LEVEL as DEFLATE_LEVEL};
+pub(crate) use deflate::{ConnDeflate, DeflatePool, SessionInflate};
 pub(crate) use ending::End;
 pub use ending::Ending;
 use ending::{close_parts, Closes};

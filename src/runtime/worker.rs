@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hydrogen_ws_protocol::deflate::{DeflateParams, PerMessageDeflate};
+use hydrogen_ws_protocol::deflate::DeflateParams;
 use hydrogen_ws_protocol::{
     handshake, CloseCode, Event, OpCode, ProtocolError, Role, Session, SessionConfig, SessionState,
     Transmit,
@@ -22,7 +22,9 @@ use super::pool::AfterJob;
 use super::read_buffer::{Quiet, ReadBuffer, ReadTimeout, SHRINK_IDLE};
 use super::shutdown::ShutdownState;
 use crate::config::Limits;
-use crate::conn::{self, BatchGuard, Conn, ConnContext, ConnDeflate, End, SendError};
+use crate::conn::{
+    self, BatchGuard, Conn, ConnContext, ConnDeflate, End, SendError, SessionInflate,
+};
 use crate::handler::Handler;
 use crate::registry::Registry;
 use crate::routes::Routes;
@@ -252,14 +254,12 @@ fn run_session(
     };
     let mut session = match deflate {
         // The session inflates what the client sends; what we send is compressed by the writer
-        // (`Conn::send_frame`), so the extension's own compressor is never allocated.
+        // (`Conn::send_frame`).
         Some(params) => Session::with_extension(
             config,
-            Box::new(PerMessageDeflate::new(
-                Role::Server,
-                params,
-                conn::DEFLATE_LEVEL,
-                0,
+            Box::new(SessionInflate::new(
+                &params,
+                Arc::clone(&ctx.conns.deflate_pool),
             )),
         ),
         None => Session::new(config),

@@ -2,9 +2,9 @@
 //! window, the `00 00 ff ff` tail stripped on the way out and put back on the way in (RFC 7692
 //! section 7.2), and a decompressed size limit that is enforced while inflating.
 //!
-//! Both allocate their zlib state on first use. Without context takeover the decompressor gives
-//! it back after each message and the compressor can be told to ([`Deflater::release`]): an idle
-//! connection then holds none of it.
+//! Both allocate their zlib state on first use and, when no context is kept between messages, can
+//! give it back ([`Deflater::release`], [`Inflater::release`]) or be shared: a server keeps a few
+//! for all its connections, so that an idle connection holds none.
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
@@ -14,8 +14,8 @@ use crate::error::ExtensionError;
 /// inflating one.
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
-/// Output room added per inflate step at first (doubling from there, never past the limit).
-const INFLATE_STEP: usize = 16 * 1024;
+/// Output room at first, at least (doubling from there, never past the limit).
+const INFLATE_STEP: usize = 4 * 1024;
 
 /// The window zlib can work with: 9..=15. An 8-bit window is served by 9 bits: a zlib-family
 /// compressor at 9 bits never refers back more than 250 bytes (`w_size - MIN_LOOKAHEAD`), so its
@@ -149,23 +149,29 @@ impl Inflater {
             // flush that produced only the tail: an empty message, and the context is untouched.
             return Ok(());
         }
+        // Room for a typical ratio before the state is allocated: the output usually outlives the
+        // state (the caller keeps its buffer), and allocated after it, it would leave a hole in the
+        // allocator's arena when the state is freed (measured: 17 KiB of RSS per idle connection).
+        let guess = payload.len().saturating_mul(4).max(INFLATE_STEP);
+        out.reserve(guess.min(max.saturating_add(1)));
         let bits = self.window_bits;
         let d = self
             .state
             .get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, bits)));
         let result = inflate(d, payload, out, max);
-        if self.no_context_takeover {
-            // The next message starts afresh: the 46 KiB of state go back until then (allocating
-            // them again costs about 0.4 us).
-            self.state = None;
-        } else if result.is_err() {
+        if result.is_err() || self.no_context_takeover {
             d.reset(false);
         }
         result
     }
 
-    /// Whether the decompressor's state is allocated now (never between messages without context
-    /// takeover).
+    /// Gives the decompressor's memory back if no context is kept between messages (it is allocated
+    /// again by the next message). Returns whether it did.
+    pub fn release(&mut self) -> bool {
+        self.no_context_takeover && self.state.take().is_some()
+    }
+
+    /// Whether the decompressor's state is allocated now.
     pub fn is_allocated(&self) -> bool {
         self.state.is_some()
     }
@@ -337,9 +343,8 @@ mod tests {
         let mut wire = Vec::new();
         d.compress(b"hello", &mut wire).unwrap();
         i.decompress(&wire, &mut Vec::new(), 10).unwrap();
-        assert!(!i.is_allocated());
-        assert!(d.release());
-        assert!(!d.is_allocated());
+        assert!(d.release() && i.release());
+        assert!(!d.is_allocated() && !i.is_allocated());
         let mut d = Deflater::new(15, false, 6);
         d.compress(b"hello", &mut Vec::new()).unwrap();
         assert!(!d.release() && d.is_allocated());

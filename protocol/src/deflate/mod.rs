@@ -39,9 +39,9 @@ pub const CLIENT_OFFER: &str = "permessage-deflate; client_max_window_bits";
 /// permessage-deflate on a session: inflates received messages that carry RSV1 and compresses sent
 /// data messages of at least `min_size` bytes (smaller ones go out as they are, without RSV1).
 ///
-/// Each direction's (de)compressor is allocated on first use. Without context takeover the
-/// decompressor is dropped after each message (an idle connection holds none); the compressor is
-/// reset and kept (see [`Deflater::release`]).
+/// Each direction's (de)compressor is allocated on first use and kept (reset after each message
+/// without context takeover; see [`Deflater::release`] and [`Inflater::release`] to give the memory
+/// back between messages).
 #[derive(Debug)]
 pub struct PerMessageDeflate {
     deflater: Deflater,
@@ -85,6 +85,11 @@ impl PerMessageDeflate {
     /// The decompressor of what we receive.
     pub fn inflater(&self) -> &Inflater {
         &self.inflater
+    }
+
+    /// The decompressor of what we receive, to [`release`](Inflater::release) it.
+    pub fn inflater_mut(&mut self) -> &mut Inflater {
+        &mut self.inflater
     }
 }
 
