@@ -215,3 +215,50 @@ fn corrupt_and_oversized_compressed_messages_are_refused() {
     assert_eq!(c.read_close().expect("close"), Some(1009));
     server.shutdown();
 }
+
+/// With context takeover, messages compressed on different threads (the worker's echoes, another
+/// thread's broadcasts) reach the client in the order they were compressed: every one inflates.
+#[test]
+fn with_context_takeover_echoes_and_broadcasts_interleave_in_compression_order() {
+    let mut cfg = config();
+    cfg.deflate.context_takeover = true;
+    cfg.deflate.min_size = 0;
+    let server = server_with(cfg, Echo);
+    let (mut c, agreed) = open(server.local_addr(), CLIENT_OFFER);
+    assert!(!agreed.expect("agreed").server_no_context_takeover);
+    let handle = server.handle();
+    let broadcaster = std::thread::spawn(move || {
+        for i in 0..200 {
+            let text = format!("broadcast {i}: {}", json(300));
+            handle.broadcast(hydrogen_ws_protocol::Message::Text(&text));
+        }
+    });
+    let mut deflater = Deflater::new(15, false, 6);
+    let mut inflater = Inflater::new(15, false);
+    for i in 0..200 {
+        let text = format!("echo {i}: {}", json(300));
+        send_compressed(&mut c, &mut deflater, OpCode::Text, text.as_bytes());
+    }
+    broadcaster.join().expect("broadcaster");
+    let (mut echoes, mut broadcasts) = (0, 0);
+    while echoes < 200 || broadcasts < 200 {
+        let f = c.read_frame().expect("a frame");
+        let text = String::from_utf8(inflate(&mut inflater, &f)).expect("text");
+        if text.starts_with("echo ") {
+            assert!(
+                text.starts_with(&format!("echo {echoes}:")),
+                "{}",
+                &text[..20]
+            );
+            echoes += 1;
+        } else {
+            assert!(
+                text.starts_with(&format!("broadcast {broadcasts}:")),
+                "{}",
+                &text[..20]
+            );
+            broadcasts += 1;
+        }
+    }
+    server.shutdown();
+}
