@@ -20,15 +20,16 @@
 //!  runtime (admission, pool, worker, ticker, shutdown)
 //!  http, routes, auth, handler                plain HTTP; path -> application, key, subprotocol, origins
 //!  bus, registry                              broadcast and publish; the live connections
-//!  conn (Conn, writer, ending)                one connection as every thread sees it
+//!  conn (Conn, writer, deflate, ending)       one connection as every thread sees it
 //!  handle, status, report                     ServerHandle over a narrow trait; status document, metrics
 //!  config, stats, sys                         leaves: settings, counters, every libc call
 //! ```
 //!
 //! Several applications can share one server, each on its own path: see [`Routes`].
 //!
-//! The protocol itself (handshake parsing, frames, messages, the close handshake) lives in the sans-IO
-//! crate [`hydrogen_ws_protocol`]; this crate owns sockets, threads and policy.
+//! The protocol itself (handshake parsing, frames, messages, the close handshake, permessage-deflate)
+//! lives in the sans-IO crate [`hydrogen_ws_protocol`]; this crate owns sockets, threads and policy
+//! (here: which (de)compressors are shared and which each connection keeps, see [`Deflate`]).
 //!
 //! # Example
 //!
