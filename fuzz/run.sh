@@ -3,7 +3,7 @@
 #
 #   fuzz/run.sh [SECONDS]
 #
-# Environment: FUZZ_TARGETS (default: all five), FUZZ_SANITIZER (address, the default, which
+# Environment: FUZZ_TARGETS (default: all seven), FUZZ_SANITIZER (address, the default, which
 # also catches leaks; or none, about twice as fast), FUZZ_RSS_LIMIT_MB (2048), FUZZ_TIMEOUT
 # (seconds per input, 20), FUZZ_COVERAGE=1 (after each target, list the edges its corpus covers
 # in each function of the protocol crate; needs llvm-symbolizer on PATH).
@@ -23,7 +23,7 @@ if [[ ! $seconds =~ ^[0-9]+$ ]] || ((seconds == 0)); then
 fi
 fuzz=$(cd "$(dirname "$0")" && pwd)
 cd "$fuzz"
-read -r -a targets <<<"${FUZZ_TARGETS:-handshake frame_decoder session utf8 roundtrip}"
+read -r -a targets <<<"${FUZZ_TARGETS:-handshake frame_decoder session utf8 roundtrip deflate_offer inflate}"
 sanitizer=${FUZZ_SANITIZER:-address}
 rss_mb=${FUZZ_RSS_LIMIT_MB:-2048}
 timeout_s=${FUZZ_TIMEOUT:-20}

@@ -10,6 +10,8 @@ use crate::topic::Permissions;
 
 mod bus;
 pub use bus::{BusConfig, NatsAuth, DEFAULT_PREFIX};
+mod deflate;
+pub use deflate::Deflate;
 
 /// What the server does with the messages it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +152,8 @@ pub struct Config {
     pub bus: BusConfig,
     /// What the clients of the main route (the `key`'s) may do on the bus.
     pub permissions: Permissions,
+    /// permessage-deflate (RFC 7692).
+    pub deflate: Deflate,
 }
 
 impl Default for Config {
@@ -171,6 +175,7 @@ impl Default for Config {
             terminal: None,
             bus: BusConfig::default(),
             permissions: Permissions::default(),
+            deflate: Deflate::default(),
         }
     }
 }
@@ -453,6 +458,7 @@ impl Config {
                 ));
             }
         }
+        self.deflate.validate()?;
         if let Some(terminal) = &self.terminal {
             terminal.validate(self)?;
         }

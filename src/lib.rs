@@ -20,15 +20,16 @@
 //!  runtime (admission, pool, worker, ticker, shutdown)
 //!  http, routes, auth, handler                plain HTTP; path -> application, key, subprotocol, origins
 //!  bus, registry                              broadcast, publish, request (in-process or NATS); the live connections
-//!  conn (Conn, writer, ending)                one connection as every thread sees it
+//!  conn (Conn, writer, deflate, ending)       one connection as every thread sees it
 //!  handle, status, report                     ServerHandle over a narrow trait; status document, metrics
 //!  config, stats, sys, topic                  leaves: settings, counters, every libc call, topic patterns
 //! ```
 //!
 //! Several applications can share one server, each on its own path: see [`Routes`].
 //!
-//! The protocol itself (handshake parsing, frames, messages, the close handshake) lives in the sans-IO
-//! crate [`hydrogen_ws_protocol`]; this crate owns sockets, threads and policy.
+//! The protocol itself (handshake parsing, frames, messages, the close handshake, permessage-deflate)
+//! lives in the sans-IO crate [`hydrogen_ws_protocol`]; this crate owns sockets, threads and policy
+//! (here: which (de)compressors are shared and which each connection keeps, see [`Deflate`]).
 //!
 //! # Example
 //!
@@ -86,7 +87,7 @@ mod apps;
 
 pub use apps::{routes_for_mode, Echo, Hydrogen, Terminal};
 pub use config::{
-    BusConfig, Config, ConfigError, Heartbeat, Limits, Mode, NatsAuth, TerminalConfig,
+    BusConfig, Config, ConfigError, Deflate, Heartbeat, Limits, Mode, NatsAuth, TerminalConfig,
 };
 pub use conn::{Conn, Ending, SendError};
 pub use handle::{BusError, ServerHandle};

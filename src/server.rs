@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use hydrogen_ws_protocol::deflate::DeflateConfig;
 use hydrogen_ws_protocol::Message;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::bus::{Bus, Delivery, InProcess, NatsBus, NatsStartError};
 use crate::config::{Config, ConfigError};
-use crate::conn::ConnContext;
+use crate::conn::{ConnContext, DeflatePool};
 use crate::handle::{Control, ReplyFn, ServerHandle};
 use crate::handler::Handler;
 use crate::registry::Registry;
@@ -283,12 +284,14 @@ impl Server {
                     send_timeout: config.limits.send_timeout,
                     max_pending: config.limits.max_pending(),
                     epoch: started_at,
+                    deflate_pool: Arc::new(DeflatePool::new()),
                 },
                 registry: Arc::clone(&registry),
                 routes: Arc::clone(&routes),
                 stats: Arc::clone(&stats),
                 shutdown: Arc::clone(&state),
                 limits: config.limits,
+                deflate_min_size: config.deflate.min_size,
                 next_id: AtomicU64::new(1),
             };
             let pool = Pool::new(
@@ -331,6 +334,10 @@ impl Server {
             routes: Arc::clone(&routes),
             server: Arc::downgrade(&inner) as Weak<dyn Control>,
             limits: config.limits,
+            deflate: config.deflate.enabled.then_some(DeflateConfig {
+                window_bits: config.deflate.window_bits,
+                context_takeover: config.deflate.context_takeover,
+            }),
             retry_after_secs: config.retry_after_secs,
             per_ip: Arc::new(PerIp::new(config.connections_per_ip())),
         };

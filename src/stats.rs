@@ -52,6 +52,14 @@ pub struct Stats {
     pub handler_panics: AtomicU64,
     /// The bus's counters and state.
     pub bus: BusStats,
+    /// Upgrades that agreed permessage-deflate.
+    pub deflate_connections: AtomicU64,
+    /// Messages sent compressed.
+    pub deflated_messages: AtomicU64,
+    /// Payload bytes of the messages sent compressed, before compression.
+    pub deflated_bytes_raw: AtomicU64,
+    /// Payload bytes of the messages sent compressed, as they went on the wire.
+    pub deflated_bytes_wire: AtomicU64,
     refusals: [AtomicU64; STATUSES.len() + 1],
     close_sent: [AtomicU64; CODES.len() + 1],
     close_received: [AtomicU64; CODES.len() + 1],
@@ -297,6 +305,10 @@ impl Stats {
             bytes_in: get(&self.bytes_in) + local_bytes_in,
             bytes_out: get(&self.bytes_out) + local_bytes_out,
             handler_panics: get(&self.handler_panics),
+            deflate_connections: get(&self.deflate_connections),
+            deflated_messages: get(&self.deflated_messages),
+            deflated_bytes_raw: get(&self.deflated_bytes_raw),
+            deflated_bytes_wire: get(&self.deflated_bytes_wire),
             terminals_open: get(&self.terminals_open),
             terminals_total: get(&self.terminals_total),
             terminals_refused_full: get(&self.terminals_refused_full),
@@ -367,6 +379,14 @@ pub struct StatsSnapshot {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub handler_panics: u64,
+    /// Upgrades that agreed permessage-deflate.
+    pub deflate_connections: u64,
+    /// Messages sent compressed.
+    pub deflated_messages: u64,
+    /// Their payload bytes before compression.
+    pub deflated_bytes_raw: u64,
+    /// Their payload bytes on the wire.
+    pub deflated_bytes_wire: u64,
     pub terminals_open: u64,
     pub terminals_total: u64,
     pub terminals_refused_full: u64,

@@ -365,6 +365,30 @@ pub fn metrics(sample: &Sample, config: &Config) -> String {
     );
     counter(r, "evictions", "Clients evicted for not reading", s.evicted);
     bus::metrics(r, &sample.bus);
+    counter(
+        r,
+        "deflate_connections",
+        "Connections that agreed permessage-deflate",
+        s.deflate_connections,
+    );
+    counter(
+        r,
+        "deflated_messages",
+        "Messages sent compressed (permessage-deflate)",
+        s.deflated_messages,
+    );
+    counter(
+        r,
+        "deflated_bytes_raw",
+        "Payload bytes of the messages sent compressed, before compression",
+        s.deflated_bytes_raw,
+    );
+    counter(
+        r,
+        "deflated_bytes_wire",
+        "Payload bytes of the messages sent compressed, as sent",
+        s.deflated_bytes_wire,
+    );
     if config.terminal.is_some() {
         gauge(
             r,

@@ -9,6 +9,7 @@
 //! - `hostile/crowds.rs`: crowds in front of the admission stage (silent, trickling, half-sent, per-address,
 //!   a full pending table, a full pool, a shutdown) next to a well-behaved client, and bytes pipelined
 //!   behind a request head that arrived in pieces;
+//! - `hostile/deflate.rs`: compression bombs and offers with thousands of parameters;
 //! - `hostile/floods.rs`: floods, resets, vanished and non-reading clients, all of it during a shutdown,
 //!   and the descriptor, thread and memory accounting.
 //!
@@ -22,6 +23,8 @@ mod support;
 mod common;
 #[path = "hostile/crowds.rs"]
 mod crowds;
+#[path = "hostile/deflate.rs"]
+mod deflate;
 #[path = "hostile/floods.rs"]
 mod floods;
 #[path = "hostile/frames.rs"]

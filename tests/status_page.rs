@@ -245,3 +245,61 @@ process.exitCode = bad ? 1 : 0;
     );
     assert!(stdout.contains(" 0 wrong"), "{stdout}");
 }
+
+/// A real browser opens the page, whose WebSocket offers permessage-deflate: the server agrees, sends
+/// the status compressed, and the browser shows it. Run under headless Chromium if it is installed
+/// (skipped otherwise: the project does not install a browser).
+#[test]
+fn a_browser_on_the_page_agrees_to_permessage_deflate() {
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    else {
+        eprintln!("skipped: no chromium on PATH");
+        return;
+    };
+    let server = start(Mode::Hydrogen);
+    let profile = std::env::temp_dir().join(format!("hydrogen-ws-chromium-{}", std::process::id()));
+    let url = format!("http://{}/?key={KEY}", server.local_addr());
+    let mut child = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(&url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromium starts");
+    // With a virtual time budget, Chromium prints the page as it stands and exits by itself.
+    let exited = support::wait_until(std::time::Duration::from_secs(60), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("chromium's output");
+    let _ = std::fs::remove_dir_all(&profile);
+    let s = server.handle().stats();
+    server.shutdown();
+    assert!(exited, "chromium did not finish");
+    assert!(s.deflate_connections >= 1, "no deflate connection: {s:?}");
+    assert!(s.deflated_messages >= 1, "no compressed message: {s:?}");
+    assert!(s.deflated_bytes_wire < s.deflated_bytes_raw, "{s:?}");
+    // The page's two requests (status, subscribe) came in, compressed by the browser and inflated
+    // here, and were answered; a status message the browser could not inflate would have failed its
+    // connection, which the page reports in its alert line (left empty).
+    assert!(s.messages_in >= 2, "{s:?}");
+    assert_eq!(s.protocol_errors, 0, "{s:?}");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(dom.contains("id=\"what\" role=\"alert\"></p>"), "{dom}");
+}

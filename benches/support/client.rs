@@ -53,11 +53,32 @@ pub fn connect_from(addr: SocketAddr, from: IpAddr) -> Result<Opened, String> {
 /// The upgrade request for `/` on a connected `stream` (to `addr`), and a 101 with the right accept
 /// value.
 pub fn upgrade(stream: TcpStream, addr: SocketAddr) -> Result<Opened, String> {
-    upgrade_path(stream, &addr.to_string(), "/")
+    upgrade_with(stream, addr, "").map(|(opened, _)| opened)
 }
 
 /// Like [`upgrade`], for `path` (which may carry a query, such as `/?key=...`) on `host`.
-pub fn upgrade_path(mut stream: TcpStream, host: &str, path: &str) -> Result<Opened, String> {
+pub fn upgrade_path(stream: TcpStream, host: &str, path: &str) -> Result<Opened, String> {
+    upgrade_request(stream, host, path, "").map(|(opened, _)| opened)
+}
+
+/// [`upgrade`] with `extra` header lines (each ending in CRLF) in the request; also returns the
+/// response head.
+pub fn upgrade_with(
+    stream: TcpStream,
+    addr: SocketAddr,
+    extra: &str,
+) -> Result<(Opened, String), String> {
+    upgrade_request(stream, &addr.to_string(), "/", extra)
+}
+
+/// The upgrade for `path` on `host` with `extra` header lines; the opened connection and the
+/// response head.
+fn upgrade_request(
+    mut stream: TcpStream,
+    host: &str,
+    path: &str,
+    extra: &str,
+) -> Result<(Opened, String), String> {
     let io = |e: io::Error| e.to_string();
     stream.set_nodelay(true).map_err(io)?;
     stream
@@ -66,8 +87,10 @@ pub fn upgrade_path(mut stream: TcpStream, host: &str, path: &str) -> Result<Ope
     stream
         .set_write_timeout(Some(HANDSHAKE_TIMEOUT))
         .map_err(io)?;
+    let mut req = request(host, path);
+    req.insert_str(req.len() - 2, extra);
     stream
-        .write_all(request(host, path).as_bytes())
+        .write_all(req.as_bytes())
         .map_err(|e| format!("sending the upgrade request: {e}"))?;
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut buf = Vec::with_capacity(512);
@@ -106,7 +129,8 @@ pub fn upgrade_path(mut stream: TcpStream, host: &str, path: &str) -> Result<Ope
     }
     stream.set_read_timeout(None).map_err(io)?;
     stream.set_write_timeout(None).map_err(io)?;
-    Ok((stream, buf[head_end..].to_vec()))
+    let head = head.into_owned();
+    Ok(((stream, buf[head_end..].to_vec()), head))
 }
 
 /// Opens `n` connections with [`connect`] from a few threads; in order, every one upgraded.

@@ -1,6 +1,6 @@
 //! The seam for a negotiated extension (RFC 6455 section 9): it claims RSV bits and transforms
-//! message payloads in both directions. It is what permessage-deflate (RFC 7692) plugs into; no
-//! extension is implemented here.
+//! message payloads in both directions. permessage-deflate (RFC 7692, [`deflate`](crate::deflate))
+//! plugs into it.
 //!
 //! Received messages: a [`Session`](crate::Session) with an extension accepts the bits the
 //! extension claims on the first frame of a data message (and refuses them on continuation and

@@ -25,8 +25,8 @@
 //! [`HandshakeError::status`] (rendered by [`HandshakeError::response`]) for the HTTP refusal,
 //! and [`ProtocolError::close_code`] for the close frame. Modules import only modules below
 //! them (`scripts/module-cycles.py protocol/src` checks it): [`close_code`] and [`error`] at the
-//! bottom, then [`frame`], [`message`], [`handshake`], [`extension`], [`transmit`], and
-//! [`session`] on top.
+//! bottom, then [`frame`], [`message`], [`handshake`], [`extension`], [`deflate`], [`transmit`],
+//! and [`session`] on top.
 //!
 //! # Example
 //!
@@ -73,6 +73,7 @@
 #![deny(missing_docs)]
 
 pub mod close_code;
+pub mod deflate;
 pub mod error;
 pub mod extension;
 pub mod frame;

@@ -5,6 +5,7 @@
 //! The worker that owns the connection reads from it (see the runtime's worker); every other thread
 //! (shutdown, broadcast, the ticker) only writes, through the write lock.
 
+mod deflate;
 mod ending;
 mod subscriptions;
 mod writer;
@@ -23,6 +24,7 @@ use crate::stats::Stats;
 use crate::topic::Permissions;
 use log::error;
 
+pub(crate) use deflate::{ConnDeflate, DeflatePool, SessionInflate};
 pub(crate) use ending::End;
 pub use ending::Ending;
 use ending::{close_parts, Closes};
@@ -112,6 +114,8 @@ pub struct Conn {
     pub(crate) write_shut: AtomicBool,
     /// This connection's own `Arc` (for an application's threads: see [`Conn::shared`]).
     me: Weak<Conn>,
+    /// Compression of what we send, when the handshake agreed permessage-deflate (set before the 101).
+    deflate: OnceLock<ConnDeflate>,
 }
 
 /// What every connection of one server shares, handed to [`Conn::new`].
@@ -126,6 +130,8 @@ pub(crate) struct ConnContext {
     pub max_pending: usize,
     /// The server's start: connection clocks count milliseconds from it.
     pub epoch: Instant,
+    /// Compressors shared by the connections that agreed permessage-deflate without context takeover.
+    pub deflate_pool: Arc<DeflatePool>,
 }
 
 /// Locks `m`, going on with its data if a thread panicked while holding it.
@@ -165,7 +171,18 @@ impl Conn {
             closes: Mutex::new(Closes::default()),
             write_shut: AtomicBool::new(false),
             me,
+            deflate: OnceLock::new(),
         }
+    }
+
+    /// Sends data messages compressed from now on (the handshake agreed permessage-deflate).
+    pub(crate) fn set_deflate(&self, deflate: ConnDeflate) {
+        let _ = self.deflate.set(deflate);
+    }
+
+    /// Whether the connection agreed permessage-deflate.
+    pub fn deflate(&self) -> bool {
+        self.deflate.get().is_some()
     }
 
     /// A number unique to this connection within the server's life (used in log lines).

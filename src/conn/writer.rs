@@ -6,12 +6,13 @@ use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::TryLockError;
+use std::sync::{MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
-use hydrogen_ws_protocol::{close_payload, parse_close, CloseCode, FrameHeader, OpCode};
+use hydrogen_ws_protocol::{close_payload, parse_close, CloseCode, FrameHeader, OpCode, RSV1};
 use log::warn;
 
+use super::deflate::ConnDeflate;
 use super::ending::close_parts;
 use super::{lock, Conn, SendError, STATE_CLOSING, STATE_HANDSHAKE};
 use crate::stats::Stats;
@@ -28,7 +29,13 @@ thread_local! {
     /// The frames held back during the batch (all for the connection this worker serves), in order. Kept
     /// between batches while the connection is busy; freed when it goes quiet ([`release_batch_buffer`]).
     static BATCH_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The compressed payload of the message being sent (kept between messages up to
+    /// [`DEFLATED_KEEP`]).
+    static DEFLATED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
+
+/// Largest compressed-payload buffer a thread keeps for its next message.
+const DEFLATED_KEEP: usize = 64 * 1024;
 
 /// Whether this thread is a worker serving a connection now (its handler is running, or its read loop).
 pub(crate) fn serving_here() -> bool {
@@ -152,13 +159,30 @@ pub(crate) enum ShutdownClose {
 
 impl Conn {
     /// Queues one frame and writes as much as the socket takes now. On the connection's own worker,
-    /// then waits (bounded by the send timeout) until the queue has drained.
+    /// then waits (bounded by the send timeout) until the queue has drained. A data message goes out
+    /// compressed when the connection agreed permessage-deflate and it is long enough.
     pub(crate) fn send_frame(&self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
         if self.state.load(Ordering::SeqCst) == STATE_CLOSING {
             // The session is over (on_close, or later): nothing more goes to this client.
             return Err(SendError::Closed);
         }
-        let header = FrameHeader::new(true, opcode, None, payload.len() as u64).encode();
+        if let Some(deflate) = self.deflate.get() {
+            if !opcode.is_control() && deflate.applies(payload.len()) {
+                return self.send_deflated(deflate, opcode, payload);
+            }
+        }
+        let header = FrameHeader::new(true, opcode, None, payload.len() as u64);
+        self.send_encoded(opcode, header, payload)
+    }
+
+    /// [`Conn::send_frame`] for a frame whose header is made: held back in the batch, or written.
+    fn send_encoded(
+        &self,
+        opcode: OpCode,
+        header: FrameHeader,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        let header = header.encode();
         let own = SERVING.with(Cell::get) == self.id;
         if own && opcode != OpCode::Close && BATCH.with(Cell::get) != Batch::Off {
             // Held back (in this worker's own buffer, no lock taken) until the read loop ends the batch.
@@ -181,6 +205,46 @@ impl Conn {
         self.write_frame(own, opcode, header.as_bytes(), payload)
     }
 
+    /// A data message compressed (RSV1 on its frame). Without context takeover each message stands
+    /// alone, so it then takes the usual path (batching included); with it, the message is compressed
+    /// and written (or queued) under the write lock and never held back, so that the wire carries the
+    /// messages in the order the compression context saw them.
+    #[inline(never)]
+    fn send_deflated(
+        &self,
+        deflate: &ConnDeflate,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        let mut out = DEFLATED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+        let header = |out: &[u8]| {
+            let mut header = FrameHeader::new(true, opcode, None, out.len() as u64);
+            header.rsv = RSV1;
+            header
+        };
+        let result = if deflate.takes_over() {
+            let own = SERVING.with(Cell::get) == self.id;
+            let w = self.lock_writer();
+            match deflate.compress(payload, &mut out) {
+                Ok(()) => {
+                    let head = header(&out).encode();
+                    self.write_locked(w, own, opcode, head.as_bytes(), &out)
+                }
+                Err(_) => Err(SendError::Closed),
+            }
+        } else {
+            match deflate.compress(payload, &mut out) {
+                Ok(()) => self.send_encoded(opcode, header(&out), &out),
+                Err(_) => Err(SendError::Closed),
+            }
+        };
+        if out.capacity() <= DEFLATED_KEEP {
+            out.clear();
+            DEFLATED.with(|d| *d.borrow_mut() = out);
+        }
+        result
+    }
+
     /// [`Conn::send_frame`] for a frame that is not held back: it goes out now (after what this worker
     /// held, if `own`), or is queued. Kept out of line so that holding a reply back, once per message
     /// under load, stays a short call.
@@ -192,7 +256,19 @@ impl Conn {
         header: &[u8],
         payload: &[u8],
     ) -> Result<(), SendError> {
-        let mut w = self.lock_writer();
+        let w = self.lock_writer();
+        self.write_locked(w, own, opcode, header, payload)
+    }
+
+    /// [`Conn::write_frame`] with the write lock taken.
+    fn write_locked(
+        &self,
+        mut w: MutexGuard<'_, WriteState>,
+        own: bool,
+        opcode: OpCode,
+        header: &[u8],
+        payload: &[u8],
+    ) -> Result<(), SendError> {
         if own {
             // Whatever this worker held back goes first, in the same write: frames leave in the order
             // they were sent, and a full batch costs no extra send.

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hydrogen_ws_protocol::deflate::DeflateParams;
 use hydrogen_ws_protocol::{
     handshake, CloseCode, Event, OpCode, ProtocolError, Role, Session, SessionConfig, SessionState,
     Transmit,
@@ -21,7 +22,9 @@ use super::pool::AfterJob;
 use super::read_buffer::{Quiet, ReadBuffer, ReadTimeout, SHRINK_IDLE};
 use super::shutdown::ShutdownState;
 use crate::config::Limits;
-use crate::conn::{self, BatchGuard, Conn, ConnContext, End, SendError};
+use crate::conn::{
+    self, BatchGuard, Conn, ConnContext, ConnDeflate, End, SendError, SessionInflate,
+};
 use crate::handler::Handler;
 use crate::registry::Registry;
 use crate::routes::Routes;
@@ -37,6 +40,8 @@ pub(crate) struct WorkerContext {
     pub stats: Arc<Stats>,
     pub shutdown: Arc<ShutdownState>,
     pub limits: Limits,
+    /// Messages shorter than this are sent uncompressed on a permessage-deflate connection.
+    pub deflate_min_size: usize,
     /// The next connection id.
     pub next_id: AtomicU64,
 }
@@ -67,6 +72,7 @@ fn serve(ctx: &WorkerContext, slot: usize, job: Job) {
         peer,
         response,
         protocol,
+        deflate,
         target,
         route,
         leftover,
@@ -103,13 +109,23 @@ fn serve(ctx: &WorkerContext, slot: usize, job: Job) {
     let Some(handler) = ctx.routes.get(route).map(|r| r.handler()) else {
         return;
     };
+    if let Some(params) = &deflate {
+        conn.set_deflate(ConnDeflate::new(
+            params,
+            ctx.deflate_min_size,
+            Arc::clone(&ctx.conns.deflate_pool),
+            Arc::clone(&ctx.stats),
+        ));
+        Stats::bump(&ctx.stats.deflate_connections);
+        debug!("connection {id} from {peer}: permessage-deflate agreed ({params})");
+    }
     let end = match open(ctx, &conn, route, protocol, target, &response) {
         Ok(()) => {
             // A panic in on_open or on_message ends the session, not the connection's goodbye: the client
             // gets 1011 and the handler its on_close.
             let end = catch_unwind(AssertUnwindSafe(|| {
                 handler.on_open(&conn);
-                run_session(ctx, handler, &conn, leftover)
+                run_session(ctx, handler, &conn, leftover, deflate)
             }))
             .unwrap_or_else(|_| handler_panicked(ctx, &conn));
             conn::release_batch_buffer();
@@ -227,13 +243,31 @@ fn write_all(socket: &Socket, mut bytes: &[u8]) -> io::Result<()> {
 }
 
 /// The open connection's read loop: bytes -> session -> events -> handler.
-fn run_session(ctx: &WorkerContext, handler: &dyn Handler, conn: &Conn, leftover: Vec<u8>) -> End {
+fn run_session(
+    ctx: &WorkerContext,
+    handler: &dyn Handler,
+    conn: &Conn,
+    leftover: Vec<u8>,
+    deflate: Option<DeflateParams>,
+) -> End {
     let limits = ctx.limits;
-    let mut session = Session::new(SessionConfig {
+    let config = SessionConfig {
         role: Role::Server,
         max_frame_size: limits.max_frame_size as u64,
         max_message_size: limits.max_message_size,
-    });
+    };
+    let mut session = match deflate {
+        // The session inflates what the client sends; what we send is compressed by the writer
+        // (`Conn::send_frame`).
+        Some(params) => Session::with_extension(
+            config,
+            Box::new(SessionInflate::new(
+                &params,
+                Arc::clone(&ctx.conns.deflate_pool),
+            )),
+        ),
+        None => Session::new(config),
+    };
     let _ = conn.socket.set_read_timeout(limits.idle_timeout);
     let mut buf = ReadBuffer::new(leftover, limits.idle_timeout);
     // Whether our close frame had gone out before the last read began: a client's close that read brought

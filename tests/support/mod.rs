@@ -60,6 +60,8 @@ impl HttpResponse {
 #[derive(Debug, PartialEq, Eq)]
 pub struct ServerFrame {
     pub fin: bool,
+    /// The RSV bits (RSV1 = 0b100).
+    pub rsv: u8,
     pub opcode: u8,
     pub payload: Vec<u8>,
 }
@@ -215,6 +217,7 @@ fn parse_server_frame(buf: &[u8]) -> Option<(ServerFrame, usize)> {
     Some((
         ServerFrame {
             fin: buf[0] & 0x80 != 0,
+            rsv: (buf[0] >> 4) & 0x7,
             opcode: buf[0] & 0x0f,
             payload,
         },

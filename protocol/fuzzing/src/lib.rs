@@ -12,6 +12,8 @@
 //! | [`session`]     | [`SessionInput`] (structured)          | no panic; events match an independent model of RFC 6455; the assembly buffer stays within the message limit; every error maps to its close code; `poll_transmit` hands out exactly the replies the RFC requires (a pong per ping, the echo of the peer's close, the error's close, none after ours); nothing is delivered after a close |
 //! | [`utf8`]        | [`split_spec`] + text bytes            | [`Utf8Validator`](hydrogen_ws_protocol::Utf8Validator) fails at exactly the piece where `std::str::from_utf8` says the prefix can no longer be UTF-8 |
 //! | [`roundtrip`]   | [`RoundtripInput`] (structured)        | header -> encode -> parse, and frame -> encode -> decode, give it back in both roles, or the error the RFC asks for |
+//! | [`deflate_offer`] | `Sec-WebSocket-Extensions` lines     | permessage-deflate negotiation picks the first valid offer, agrees within the configuration, and writes a response that parses back to the same parameters |
+//! | [`inflate`]     | parameters + compressed messages       | inflating never holds more than the limit plus a byte; errors are 1002, 1007 or 1009 through a session (RSV1 misuse included); our deflater's output inflates back to its input |
 //!
 //! The structured inputs are decoded by a small hand-written reader with an exact inverse
 //! (`from_bytes` / `to_bytes`): seeds are written from real scenarios, and crash files replay
@@ -22,6 +24,7 @@
 #![deny(missing_docs)]
 
 mod checks;
+mod deflate;
 mod frames;
 mod http;
 mod input;
@@ -31,6 +34,7 @@ mod session_input;
 mod text;
 mod wire;
 
+pub use deflate::{deflate_offer, inflate};
 pub use frames::{frame_decoder, roundtrip, RoundtripInput};
 pub use http::handshake;
 pub use model::Owned;
@@ -47,6 +51,8 @@ pub fn replay(target: &str, data: &[u8]) -> bool {
         "utf8" => utf8(data),
         "session" => session(&SessionInput::from_bytes(data)),
         "roundtrip" => roundtrip(&RoundtripInput::from_bytes(data)),
+        "deflate_offer" => deflate_offer(data),
+        "inflate" => inflate(data),
         _ => return false,
     }
     true

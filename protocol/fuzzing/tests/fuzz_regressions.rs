@@ -16,7 +16,15 @@ use hydrogen_ws_fuzzing as fuzzing;
 use hydrogen_ws_fuzzing::{CloseBody, Op, RoundtripInput, SessionInput};
 use hydrogen_ws_protocol::{encode_frame, encode_masked_frame, parse_request, OpCode, Parsed};
 
-const TARGETS: [&str; 5] = ["handshake", "frame_decoder", "session", "utf8", "roundtrip"];
+const TARGETS: [&str; 7] = [
+    "handshake",
+    "frame_decoder",
+    "session",
+    "utf8",
+    "roundtrip",
+    "deflate_offer",
+    "inflate",
+];
 
 fn dir(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -566,7 +574,96 @@ fn seeds() -> BTreeMap<(String, String), Vec<u8>> {
         );
         add("roundtrip", name, bytes);
     }
+    for (name, data) in deflate_offer_seeds() {
+        add("deflate_offer", name, data);
+    }
+    for (name, data) in inflate_seeds() {
+        add("inflate", name, data);
+    }
     out
+}
+
+fn deflate_offer_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    [
+        ("chrome", "permessage-deflate; client_max_window_bits"),
+        ("firefox", "permessage-deflate"),
+        (
+            "autobahn-13",
+            "permessage-deflate; client_no_context_takeover; client_max_window_bits=9, \
+             permessage-deflate; server_max_window_bits=9\npermessage-deflate",
+        ),
+        (
+            "every-parameter",
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+             server_max_window_bits=\"8\"; client_max_window_bits=15",
+        ),
+        (
+            "declined-then-accepted",
+            "x-webkit-deflate-frame, permessage-deflate; foo=\"a,b\", \
+             permessage-deflate; server_max_window_bits=16\npermessage-deflate; server_max_window_bits=10",
+        ),
+        ("duplicate", "permessage-deflate; client_max_window_bits; client_max_window_bits=9"),
+    ]
+    .into_iter()
+    .map(|(name, text)| (name, text.as_bytes().to_vec()))
+    .collect()
+}
+
+/// A message for the `inflate` target: its 2-byte length (with `flags` in the top two bits) and bytes.
+fn inflate_message(flags: u16, body: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(body.len()).expect("short") | (flags << 14);
+    [&len.to_be_bytes()[..], body].concat()
+}
+
+fn inflate_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use hydrogen_ws_protocol::deflate::Deflater;
+    let compress = |d: &mut Deflater, data: &[u8]| {
+        let mut out = Vec::new();
+        d.compress(data, &mut out).expect("compress");
+        out
+    };
+    let json = br#"{"type":"status","printer":{"state":"printing","progress":42}}"#.repeat(8);
+    let mut takeover = Deflater::new(15, false, 6);
+    let first = compress(&mut takeover, &json);
+    let second = compress(&mut takeover, &json);
+    let bomb = compress(&mut Deflater::new(15, true, 9), &vec![0u8; 64 << 10]);
+    vec![
+        // RFC 7692 section 7.2.3: "Hello" twice with a shared context, a stored block, BFINAL.
+        (
+            "rfc-hello",
+            [
+                &[0x3f][..],
+                &inflate_message(0, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]),
+                &inflate_message(0, &[0xf2, 0x00, 0x11, 0x00, 0x00]),
+                &inflate_message(
+                    0,
+                    &[
+                        0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+                    ],
+                ),
+                &inflate_message(0, &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00]),
+            ]
+            .concat(),
+        ),
+        (
+            "json-takeover",
+            [
+                &[0x17][..],
+                &inflate_message(0, &first),
+                &inflate_message(2, &second),
+            ]
+            .concat(),
+        ),
+        ("bomb", [&[0x1f][..], &inflate_message(0, &bomb)].concat()),
+        (
+            "rsv1-on-ping",
+            [&[0x2f][..], &inflate_message(1, b"")].concat(),
+        ),
+        (
+            "corrupt",
+            [&[0x2f][..], &inflate_message(0, &[0xff; 12])].concat(),
+        ),
+    ]
 }
 
 /// The browser and RFC requests really are accepted, so the seeds start on the 101 path.

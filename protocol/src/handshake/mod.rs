@@ -7,6 +7,7 @@
 //! [`Request::wants_upgrade`] in between.
 
 mod accept_key;
+pub(crate) mod list;
 mod request;
 mod response;
 

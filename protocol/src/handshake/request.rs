@@ -5,6 +5,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
 use super::accept_key::accept_key;
+use super::list::split_elements;
 use crate::error::HandshakeError;
 
 /// Most `Sec-WebSocket-Protocol` entries we accept in one request.
@@ -454,7 +455,15 @@ impl Request {
             }
             protocols.push(lossy(p));
         }
-        let extensions = self.list("sec-websocket-extensions").map(lossy).collect();
+        // Split with quotes in mind: a quoted parameter value may hold a comma.
+        let extensions = self
+            .headers_named("sec-websocket-extensions")
+            .flat_map(|v| {
+                split_elements(&lossy(v))
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         if self
             .headers_named("content-length")
             .any(|v| trim_ows(v) != b"0")
@@ -487,6 +496,13 @@ impl Upgrade {
     /// given. `protocol` should be one of [`Upgrade::protocols`]; a value that is not a token is
     /// left out rather than written (no header injection).
     pub fn response(&self, protocol: Option<&str>) -> Vec<u8> {
+        self.response_with(protocol, None)
+    }
+
+    /// [`Upgrade::response`] with a `Sec-WebSocket-Extensions` header carrying `extensions` (the
+    /// agreed extensions' response value, such as a
+    /// [`DeflateParams`](crate::deflate::DeflateParams) written out). CR and LF in it are dropped.
+    pub fn response_with(&self, protocol: Option<&str>, extensions: Option<&str>) -> Vec<u8> {
         let mut out = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
             self.accept_key()
@@ -494,6 +510,11 @@ impl Upgrade {
         if let Some(p) = protocol.filter(|p| is_token(p.as_bytes())) {
             out.push_str("Sec-WebSocket-Protocol: ");
             out.push_str(p);
+            out.push_str("\r\n");
+        }
+        if let Some(e) = extensions {
+            out.push_str("Sec-WebSocket-Extensions: ");
+            out.extend(e.chars().filter(|&c| c != '\r' && c != '\n'));
             out.push_str("\r\n");
         }
         out.push_str("\r\n");

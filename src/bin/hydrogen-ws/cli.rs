@@ -16,9 +16,11 @@ use crate::logger::Level;
 use hydrogen_ws::config::{Config, ConfigError, Mode};
 
 mod bus;
+mod deflate;
 mod terminal;
 mod values;
 use bus::BusArgs;
+use deflate::DeflateArgs;
 use terminal::{TerminalArgs, WEBSOCKET_TERMINAL_KEY};
 use values::{backlog, level, listen, mode, switch, whole_number, Origins, Size, Time};
 
@@ -136,6 +138,8 @@ struct Args {
           default_value_t = Time(Config::default().shutdown_timeout))]
     shutdown_timeout: Time,
     #[command(flatten)]
+    deflate: DeflateArgs,
+    #[command(flatten)]
     terminal: TerminalArgs,
     #[command(flatten)]
     bus: BusArgs,
@@ -214,6 +218,7 @@ impl Args {
             terminal,
             bus,
             permissions,
+            deflate: self.deflate.into_config(),
             ..Config::default()
         };
         let l = &mut config.limits;

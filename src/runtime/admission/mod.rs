@@ -23,6 +23,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
+use hydrogen_ws_protocol::deflate::{self, DeflateConfig, DeflateParams};
 use hydrogen_ws_protocol::{handshake, HandshakeError, Request, RequestParser};
 use log::{debug, error, warn};
 use mio::unix::SourceFd;
@@ -73,6 +74,8 @@ pub(crate) struct Job {
     pub response: Vec<u8>,
     /// The subprotocol agreed.
     pub protocol: Option<String>,
+    /// The permessage-deflate parameters agreed, if any.
+    pub deflate: Option<DeflateParams>,
     /// The request target (path and query).
     pub target: String,
     /// The index of the route that serves it.
@@ -98,6 +101,8 @@ pub(crate) struct AdmissionContext {
     /// For plain HTTP (status, metrics).
     pub server: Weak<dyn Control>,
     pub limits: Limits,
+    /// What permessage-deflate may be agreed to (`None`: it is declined).
+    pub deflate: Option<DeflateConfig>,
     /// Seconds a refused client is told to wait (`Retry-After`) when every worker is busy.
     pub retry_after_secs: u32,
     /// Connections per client address.
@@ -451,6 +456,9 @@ fn on_request(
         Ok(p) => p,
         Err(reason) => return refuse(ctx, poll, table, slot, 400, &reason, &[]),
     };
+    let deflate = ctx
+        .deflate
+        .and_then(|config| deflate::negotiate(&upgrade.extensions, &config));
     let Some(Pending {
         socket,
         peer,
@@ -471,8 +479,12 @@ fn on_request(
     let job = Job {
         socket,
         peer,
-        response: upgrade.response(protocol.as_deref()),
+        response: upgrade.response_with(
+            protocol.as_deref(),
+            deflate.map(|d| d.to_string()).as_deref(),
+        ),
         protocol,
+        deflate,
         target: request.target.clone(),
         route: route_index,
         leftover,
