@@ -17,7 +17,7 @@ pub struct Deflate {
     /// Largest LZ77 window (log2, 8 to 15) of both directions. Default 15.
     pub window_bits: u8,
     /// Keep the compression context between messages (better ratio for streams of similar messages,
-    /// about 420 KiB per connection that has used it). Default off.
+    /// about 360 KiB per connection that has used it). Default off.
     pub context_takeover: bool,
     /// Messages shorter than this go out uncompressed. Default 256 bytes.
     pub min_size: usize,

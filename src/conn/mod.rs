@@ -115,7 +115,8 @@ pub struct Conn {
     /// This connection's own `Arc` (for an application's threads: see [`Conn::shared`]).
     me: Weak<Conn>,
     /// Compression of what we send, when the handshake agreed permessage-deflate (set before the 101).
-    deflate: OnceLock<ConnDeflate>,
+    /// Boxed: a connection without it carries one pointer more, not the whole struct.
+    deflate: OnceLock<Box<ConnDeflate>>,
 }
 
 /// What every connection of one server shares, handed to [`Conn::new`].
@@ -177,7 +178,7 @@ impl Conn {
 
     /// Sends data messages compressed from now on (the handshake agreed permessage-deflate).
     pub(crate) fn set_deflate(&self, deflate: ConnDeflate) {
-        let _ = self.deflate.set(deflate);
+        let _ = self.deflate.set(Box::new(deflate));
     }
 
     /// Whether the connection agreed permessage-deflate.

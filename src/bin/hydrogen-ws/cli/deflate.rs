@@ -17,7 +17,7 @@ pub struct DeflateArgs {
     #[arg(long, env = "HYDROGEN_WS_DEFLATE_WINDOW_BITS", value_name = "N",
           value_parser = clap::value_parser!(u8), default_value_t = Deflate::default().window_bits)]
     pub deflate_window_bits: u8,
-    /// keep the compression context between messages (better ratio, ~420 KiB per connection): on or off
+    /// keep the compression context between messages (better ratio, ~360 KiB per connection): on or off
     #[arg(long, env = "HYDROGEN_WS_DEFLATE_CONTEXT_TAKEOVER", value_name = "BOOL",
           value_parser = switch, action = clap::ArgAction::Set, default_value = "off")]
     pub deflate_context_takeover: bool,
