@@ -45,19 +45,23 @@ use hydrogen_ws_protocol::Message;
 use log::{debug, error, info, warn};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
+mod forward;
+
 use super::{Bus, Delivery, Via};
 use crate::config::{BusConfig, NatsAuth};
 use crate::handle::{BusError, ReplyFn};
 use crate::report::BroadcastReport;
 use crate::stats::{BusState, RequestOutcome, Stats};
+use forward::{forward, DrainSignal};
 
 /// Messages and requests waiting for the bus thread.
 const QUEUE: usize = 4096;
 /// Requests in flight at once; one more is answered `busy`.
 const MAX_REQUESTS: usize = 1024;
-/// Longest wait for NATS to acknowledge new subscriptions before the clients are told they hold.
+/// Longest wait for a round trip through the NATS server ([`round_trip`]): after new subscriptions,
+/// before the clients are told they hold, and at a drain.
 const SYNC_FLUSH: Duration = Duration::from_secs(1);
-/// The subject of that acknowledgement's round trip (outside any prefix; nobody answers there).
+/// The subject of that round trip (outside any prefix; nobody answers there).
 const SYNC_SUBJECT: &str = "_HYDROGEN_WS.sync";
 
 /// What a worker hands the bus thread.
@@ -104,9 +108,6 @@ struct Sync {
     /// Shutdowns waiting for what NATS has sent to reach the clients ([`NatsBus::drain`]).
     drains: Mutex<Vec<std::sync::mpsc::SyncSender<()>>>,
 }
-
-/// What the forwarding tasks watch: a drain's acknowledgement channel, replaced at each drain.
-type DrainSignal = watch::Sender<Option<mpsc::Sender<()>>>;
 
 /// The NATS bus as the rest of the server sees it.
 pub(crate) struct NatsBus {
@@ -537,16 +538,10 @@ impl Link {
                 Ordering::Relaxed,
             );
             if added && self.stats.bus.state() == BusState::Connected {
-                // A round trip through the server: it reads a connection's operations in order, so once
-                // it has answered a request sent after the SUBs, it has them, and from here on a message
-                // published anywhere reaches the new subscribers. (A flush would only say that the SUBs
-                // left this socket.) Nobody listens on the subject: the answer is NATS's own "no
-                // responders", at once; any answer, or the bound, ends the wait.
-                let _ = tokio::time::timeout(
-                    SYNC_FLUSH,
-                    client.request(SYNC_SUBJECT, Vec::new().into()),
-                )
-                .await;
+                // Once the server has answered a request sent after the SUBs, it has them, and from
+                // here on a message published anywhere reaches the new subscribers. (A flush would only
+                // say that the SUBs left this socket.)
+                round_trip(client).await;
             }
             for then in then {
                 then();
@@ -578,7 +573,7 @@ impl Link {
         if self.stats.bus.state() != BusState::Connected {
             return;
         }
-        let _ = client.request(SYNC_SUBJECT, Vec::new().into()).await;
+        round_trip(client).await;
         let live = active.values().filter(|task| !task.is_finished()).count();
         let (ack, mut acks) = mpsc::channel(live.max(1));
         self.drain.send_replace(Some(ack));
@@ -594,70 +589,13 @@ impl Link {
     }
 }
 
-/// Delivers what one subscription receives, in arrival order. `pattern: None` is the broadcast
-/// subscription (every open connection). On a drain signal it delivers what the subscription already
-/// holds, without waiting for more, and acknowledges.
-async fn forward(
-    delivery: Arc<Delivery>,
-    (stats, skip): (Arc<Stats>, usize),
-    pattern: Option<String>,
-    mut sub: async_nats::Subscriber,
-    mut drain: watch::Receiver<Option<mpsc::Sender<()>>>,
-) {
-    use futures_util::{FutureExt, StreamExt};
-    let relay = |message: &async_nats::Message| {
-        if message.reply.is_some() {
-            // A request: for its responders, not an event.
-            return;
-        }
-        stats.bus.messages_in.fetch_add(1, Ordering::Relaxed);
-        let payload = &message.payload[..];
-        match &pattern {
-            None => {
-                delivery.deliver(None, message_of(payload), Via::Local);
-            }
-            Some(pattern) => {
-                if let Some(topic) = message.subject.get(skip..) {
-                    delivery.deliver(Some(topic), message_of(payload), Via::Pattern(pattern));
-                }
-            }
-        }
-    };
-    let mut signalled = true;
-    loop {
-        tokio::select! {
-            message = sub.next() => match message {
-                Some(message) => relay(&message),
-                None => break,
-            },
-            changed = drain.changed(), if signalled => {
-                if changed.is_err() {
-                    signalled = false;
-                    continue;
-                }
-                let ack = drain.borrow_and_update().clone();
-                // Outside tokio's cooperative budget, which would otherwise make a ready channel look
-                // empty after 128 messages.
-                tokio::task::unconstrained(async {
-                    while let Some(Some(message)) = sub.next().now_or_never() {
-                        relay(&message);
-                    }
-                })
-                .await;
-                if let Some(ack) = ack {
-                    let _ = ack.try_send(());
-                }
-            }
-        }
-    }
-}
-
-/// A payload from NATS as a message: text when it is UTF-8.
-fn message_of(payload: &[u8]) -> Message<'_> {
-    match std::str::from_utf8(payload) {
-        Ok(text) => Message::Text(text),
-        Err(_) => Message::Binary(payload),
-    }
+/// A round trip through the NATS server, bounded by [`SYNC_FLUSH`]: the server reads a connection's
+/// operations in order and writes to it in order, so once it has answered, it has everything this
+/// connection sent before, and this connection has everything it sent us before the answer. Nobody
+/// listens on the subject: the answer is NATS's own "no responders", at once; any answer, or the bound,
+/// ends the wait.
+async fn round_trip(client: &Client) {
+    let _ = tokio::time::timeout(SYNC_FLUSH, client.request(SYNC_SUBJECT, Vec::new().into())).await;
 }
 
 /// One request, bounded by `timeout` (even if NATS never answers).
