@@ -4,28 +4,15 @@
 
 mod common;
 
-use common::{drive, every_byte, Owned};
+use common::{frame_rsv, run, Owned};
 use hydrogen_ws_protocol::deflate::{
     negotiate, DeflateConfig, DeflateParams, Deflater, Inflater, PerMessageDeflate,
 };
 use hydrogen_ws_protocol::{
-    apply_mask, CloseCode, Extension, ExtensionError, FrameHeader, HandshakeLimits, OpCode,
-    ProtocolError, RequestParser, Role, Session, SessionConfig, RSV1,
+    CloseCode, Extension, ExtensionError, HandshakeLimits, OpCode, ProtocolError, RequestParser,
+    Role, Session, SessionConfig, RSV1,
 };
 use proptest::prelude::*;
-
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-/// A masked frame with RSV bits `rsv`.
-fn frame_rsv(fin: bool, rsv: u8, op: OpCode, payload: &[u8]) -> Vec<u8> {
-    let mut header = FrameHeader::new(fin, op, Some(MASK), payload.len() as u64);
-    header.rsv = rsv;
-    let mut out = header.encode().to_vec();
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], MASK, 0);
-    out
-}
 
 fn compress(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -48,15 +35,6 @@ fn server(params: DeflateParams, max: usize) -> Session {
 
 fn default_server() -> Session {
     server(DeflateParams::default(), 1 << 20)
-}
-
-/// Whole and byte by byte must agree; returns the events and the error.
-fn run(make: fn() -> Session, input: &[u8]) -> (Vec<Owned>, Option<ProtocolError>) {
-    let (whole, err) = drive(&mut make(), input, &[]);
-    let (bytes, err_b) = drive(&mut make(), input, &every_byte(input.len()));
-    assert_eq!(whole, bytes);
-    assert_eq!(err.map(|e| e.0), err_b.map(|e| e.0));
-    (whole, err.map(|e| e.0))
 }
 
 #[test]

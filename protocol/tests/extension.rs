@@ -3,13 +3,12 @@
 
 mod common;
 
-use common::{drive, every_byte, Owned};
+use common::{drive, frame_rsv, run, Owned, MASK};
 use hydrogen_ws_protocol::{
-    apply_mask, encode_masked_frame, Event, Extension, ExtensionError, FrameHeader, OpCode,
-    ProtocolError, Role, Session, SessionConfig, Transmit, RSV1, RSV2,
+    encode_masked_frame, Event, Extension, ExtensionError, FrameHeader, OpCode, ProtocolError,
+    Role, Session, SessionConfig, Transmit, RSV1, RSV2,
 };
 
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 const KEY: u8 = 0x5a;
 
 /// XORs every payload byte with `KEY`. So that the error paths can be reached, a received payload
@@ -64,28 +63,8 @@ fn xored(data: &[u8]) -> Vec<u8> {
     data.iter().map(|b| b ^ KEY).collect()
 }
 
-/// A masked frame with RSV bits `rsv` (`FrameHeader::rsv`'s layout).
-fn frame_rsv(fin: bool, rsv: u8, op: OpCode, payload: &[u8]) -> Vec<u8> {
-    let mut header = FrameHeader::new(fin, op, Some(MASK), payload.len() as u64);
-    header.rsv = rsv;
-    let mut out = header.encode().to_vec();
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], MASK, 0);
-    out
-}
-
 fn with_xor() -> Session {
     Session::with_extension(SessionConfig::default(), Box::new(Xor::default()))
-}
-
-/// Whole and byte by byte must agree; returns the events and the error.
-fn run(make: fn() -> Session, input: &[u8]) -> (Vec<Owned>, Option<ProtocolError>) {
-    let (whole, err) = drive(&mut make(), input, &[]);
-    let (bytes, err_b) = drive(&mut make(), input, &every_byte(input.len()));
-    assert_eq!(whole, bytes);
-    assert_eq!(err.map(|e| e.0), err_b.map(|e| e.0));
-    (whole, err.map(|e| e.0))
 }
 
 #[test]

@@ -1,7 +1,12 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use hydrogen_ws_protocol::{Event, Message, ProtocolError, Session};
+use hydrogen_ws_protocol::{
+    apply_mask, Event, FrameHeader, Message, OpCode, ProtocolError, Session,
+};
+
+/// The masking key of the frames the tests build as a client would.
+pub const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
 /// An event with owned data, so results from different feeding patterns can be compared. (The
 /// fuzzing crate has its own for its session model: a dev-dependency on it would build a second
@@ -90,4 +95,24 @@ impl Lcg {
             .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
+}
+
+/// A masked frame with RSV bits `rsv` (`FrameHeader::rsv`'s layout).
+pub fn frame_rsv(fin: bool, rsv: u8, op: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut header = FrameHeader::new(fin, op, Some(MASK), payload.len() as u64);
+    header.rsv = rsv;
+    let mut out = header.encode().to_vec();
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], MASK, 0);
+    out
+}
+
+/// Whole and byte by byte must agree; returns the events and the error.
+pub fn run(make: fn() -> Session, input: &[u8]) -> (Vec<Owned>, Option<ProtocolError>) {
+    let (whole, err) = drive(&mut make(), input, &[]);
+    let (bytes, err_b) = drive(&mut make(), input, &every_byte(input.len()));
+    assert_eq!(whole, bytes);
+    assert_eq!(err.map(|e| e.0), err_b.map(|e| e.0));
+    (whole, err.map(|e| e.0))
 }
